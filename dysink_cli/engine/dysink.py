@@ -1,0 +1,97 @@
+"""DySink dynamic frame sinks: the memory bank's policy around the block loop (DySink section 3).
+
+Owns the MemoryBank and the recent-descriptor queue: retrieval before a block (exclusion, top-k,
+frame-ordered K/V), and after it the descriptor, dedup and store. Decisions are logged as records.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dysink_cli.engine.kv_cache import KVCache
+from dysink_cli.engine.memory_bank import BankEntry, MemoryBank
+from dysink_cli.engine.retrieval import (
+    dedup_max_similarity,
+    effective_window,
+    excluded_mask,
+    retrieval_scores,
+    select_top_k,
+)
+from dysink_cli.engine.spec import LoopSpec
+
+Describer = Callable[[Tensor], Tensor]  # block latents (B, F, C, H, W) -> descriptor (D,)
+
+
+class DySinkMemory:
+    """Bank + query queue + the reference's retrieval and dedup rules."""
+
+    def __init__(self, spec: LoopSpec, describe: Describer, storage_device: torch.device | str = "cpu",
+                 max_entries: int = 0) -> None:
+        self.spec, self.describe, self.storage_device = spec, describe, storage_device
+        self.bank = MemoryBank(max_entries)
+        self.queries: deque[Tensor] = deque(maxlen=spec.query_blocks)
+
+    def window_frames(self) -> int:
+        s = self.spec
+        return effective_window(s.window_frames, s.frames_per_block, s.top_k, len(self.bank))
+
+    def block_id(self, frame_index: int) -> int:
+        return frame_index // self.spec.frames_per_block
+
+    def retrieve(self, start_frame: int, window: int, device: torch.device,
+                 dtype: torch.dtype) -> tuple[list[list[tuple[Tensor, Tensor]]] | None, dict[str, Any] | None]:
+        """Top-k entries for the block at start_frame: per-layer (k, v) in frame order, and a record."""
+        if not self.queries or not len(self.bank):
+            return None, None
+        s = self.spec
+        exclusion = window if s.exclusion == "reference" else window - s.frames_per_block
+        frames = self.bank.frame_indices
+        excluded = excluded_mask(frames, start_frame, exclusion, s.sink_frames)
+        scores = retrieval_scores(torch.stack(list(self.queries)), self.bank.descriptors())
+        picked = select_top_k(scores, excluded, s.top_k)
+        order = sorted(picked, key=lambda p: frames[p])
+        roundtrip = torch.bfloat16 if s.retrieved_bf16_roundtrip else None
+        memory = self.bank.layer_kv(order, roundtrip, device, dtype) if order else None
+        excluded_frames = sorted(set(range(s.sink_frames)) | set(range(max(0, start_frame - exclusion), start_frame)))
+        record = {
+            "num_query_descriptors": len(self.queries),
+            "excluded_frames": excluded_frames,
+            "excluded_blocks": sorted({self.block_id(f) for f in excluded_frames}),
+            "similarity_per_bank_block": {str(self.block_id(f)): float(v) for f, v in zip(frames, scores.tolist())},
+            "retrieved_blocks_by_score": [self.block_id(frames[p]) for p in picked],
+            "kv_prepend_order_blocks": [self.block_id(frames[p]) for p in order],
+            "retrieved_frames": [frames[p] for p in order],
+        }
+        return memory, record
+
+    def remember(self, start_frame: int, latents: Tensor, cache: KVCache, tokens: int) -> dict[str, Any]:
+        """After the clean pass: describe, dedup against every entry, store, queue the descriptor."""
+        descriptor = self.describe(latents).float().cpu()
+        frames = self.bank.frame_indices
+        max_sim, sims = dedup_max_similarity(descriptor, self.bank.descriptors())
+        add = not len(self.bank) or max_sim <= self.spec.dedup_threshold
+        if add:
+            k, v = cache.last_tokens(tokens)
+            dev = self.storage_device
+            self.bank.add(BankEntry(start_frame, descriptor, k.to(dev), v.to(dev), latents.detach().to(dev)))
+        self.queries.append(descriptor)
+        return {
+            "descriptor": descriptor,
+            "max_similarity_to_bank": max_sim if frames else None,
+            "similarity_per_bank_block": {str(self.block_id(f)): s for f, s in zip(frames, sims)},
+            "added_to_bank": add,
+        }
+
+    def recache_entries(self, forward_entry: Callable[[BankEntry], tuple[Tensor, Tensor]]) -> list[dict[str, Any]]:
+        """Prompt switch: recompute every entry's K/V alone with the new prompt (bank order)."""
+        records = []
+        for pos, entry in enumerate(self.bank.entries):
+            k, v = forward_entry(entry)
+            self.bank.replace_kv(pos, k.to(self.storage_device), v.to(self.storage_device))
+            records.append({"entry_frame": entry.frame_index, "updated": True})
+        return records

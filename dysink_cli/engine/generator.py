@@ -1,0 +1,179 @@
+"""BlockGenerator: the causal block loop. Owns the KV cache, the DySink memory and the noise.
+
+Per block: (1) pick the window, (2) retrieve memory (DySink), (3) denoise with the few-step
+sampler, (4) run the clean t=0 pass that writes the block's K/V, (5) apply the policy's
+after-block step (Rolling Sink re-insertion, DySink store). Prompt switches re-cache K/V.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dysink_cli.engine.dysink import Describer, DySinkMemory
+from dysink_cli.engine.kv_cache import KVCache
+from dysink_cli.engine.memory_bank import BankEntry
+from dysink_cli.engine.noise import NoiseSource
+from dysink_cli.engine.rolling_sink import reinsert
+from dysink_cli.engine.sampler import flow_to_x0, renoise
+from dysink_cli.engine.schedule import sigma_of
+from dysink_cli.engine.spec import LoopSpec
+from dysink_cli.model.dit import AttnContext, WanDiT
+from dysink_cli.model.rope import RopeFrequencies, RopeTable, rope_angles, wan_frequencies
+
+
+@dataclass
+class BlockOutput:
+    """One finished block: clean latents (B, F, C, H, W) and its decision record."""
+
+    index: int
+    start_frame: int
+    latents: Tensor
+    x0_per_step: list[Tensor]
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+class BlockGenerator:
+    """Generates latent blocks one after another for one video."""
+
+    def __init__(self, dit: WanDiT, spec: LoopSpec, noise: NoiseSource, latent_hw: tuple[int, int],
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, batch: int = 1,
+                 backend: str = "sdpa", rope: RopeFrequencies | None = None, describe: Describer | None = None,
+                 bank_device: torch.device | str = "cpu", max_bank_entries: int = 0) -> None:
+        cfg = dit.cfg
+        self.dit, self.spec, self.noise = dit, spec, noise
+        self.device, self.dtype, self.batch, self.backend = torch.device(device), dtype, batch, backend
+        self.latent_hw = latent_hw
+        self.grid_hw = (latent_hw[0] // cfg.patch_size[1], latent_hw[1] // cfg.patch_size[2])
+        self.tokens_per_frame = cfg.tokens_per_frame(*latent_hw)
+        self.freqs = rope or wan_frequencies(cfg.head_dim, cfg.rope_theta)
+        raw = spec.horizon_frames if spec.policy == "rolling-sink" else 0
+        self.cache = self._new_cache(spec.capacity_frames, spec.sink_frames, raw)
+        self.memory = None
+        if spec.uses_memory:
+            if describe is None:
+                raise ValueError("the dysink policy needs a descriptor function")
+            self.memory = DySinkMemory(spec, describe, bank_device, max_bank_entries)
+        self.sigmas = [sigma_of(t, spec.shift) for t in spec.timesteps]
+        self.recent: deque[Tensor] = deque(maxlen=spec.capacity_frames // spec.frames_per_block + 1)
+        self.block = 0
+        self.text_kv: list[tuple[Tensor, Tensor]] | None = None
+
+    def _new_cache(self, capacity_frames: int, sink_frames: int = 0, raw_frames: int = 0) -> KVCache:
+        cfg = self.dit.cfg
+        return KVCache(cfg.num_layers, self.batch, capacity_frames, self.tokens_per_frame, cfg.num_heads,
+                       cfg.head_dim, sink_frames, raw_frames, self.dtype, self.device)
+
+    def rope_table(self, start_frame: int, num_frames: int) -> RopeTable:
+        frames = torch.arange(start_frame, start_frame + num_frames)
+        return RopeTable.from_angles(rope_angles(self.freqs, frames, *self.grid_hw), self.device)
+
+    def window_frames(self) -> int:
+        return self.memory.window_frames() if self.memory else self.spec.window_frames
+
+    def set_prompt(self, text_kv: list[tuple[Tensor, Tensor]]) -> None:
+        """Cross-attention K/V of the prompt in force (model.encode_text)."""
+        self.text_kv = text_kv
+
+    def forward(self, latents: Tensor, timestep: float, start_frame: int, window: int,
+                memory: list | None = None, cache: KVCache | None = None, protect_sink: bool = True) -> tuple[Tensor, AttnContext]:
+        """One DiT call over latents (B, F, C, H, W) at `start_frame`; returns flow in the same layout."""
+        assert self.text_kv is not None, "set_prompt() first"
+        frames = latents.shape[1]
+        call = (cache or self.cache).begin(start_frame, frames, window, protect_sink)
+        ctx = AttnContext(call, memory, self.spec.gate_rule if memory else "off", self.spec.gate_threshold)
+        t = torch.full((latents.shape[0], frames), timestep, dtype=torch.float32, device=self.device)
+        flow = self.dit(latents.permute(0, 2, 1, 3, 4), t, self.text_kv, self.rope_table(start_frame, frames),
+                        ctx, self.backend)
+        return flow.permute(0, 2, 1, 3, 4), ctx
+
+    @torch.no_grad()
+    def next_block(self) -> BlockOutput:
+        """Generate the next block (numbered steps as in the module docstring)."""
+        s, b = self.spec, self.block
+        f0 = b * s.frames_per_block
+        shape = (self.batch, s.frames_per_block, self.dit.cfg.in_dim, *self.latent_hw)
+        record: dict[str, Any] = {"block": b, "start_frame": f0}
+        # 1. window (DySink widens it while the bank is short)
+        window = self.window_frames()
+        record["effective_local_attn_frames"] = window
+        # 2. retrieval
+        memory = None
+        if self.memory is not None:
+            record["bank_blocks_at_block_start"] = [self.memory.block_id(f) for f in self.memory.bank.frame_indices]
+            memory, record["retrieval"] = self.memory.retrieve(f0, window, self.device, self.dtype)
+        # 3. denoise: predict x0, re-noise with fresh noise
+        x = self.noise.initial(b, shape).to(self.device, self.dtype)
+        x0_steps, gates = [], []
+        for step, timestep in enumerate(s.timesteps):
+            flow, ctx = self.forward(x, timestep, f0, window, memory)
+            x0 = flow_to_x0(x, flow, self.sigmas[step].to(self.device))
+            x0_steps.append(x0)
+            gates.append(ctx)
+            if step + 1 < len(s.timesteps):
+                eps = self.noise.step(b, step, shape).to(self.device, self.dtype)
+                x = renoise(x0, eps, self.sigmas[step + 1].to(self.device))
+        record["gate"] = gate_records(gates, record.get("retrieval"))
+        # 4. clean pass: writes the block's K/V (never sees retrieved memory)
+        self.forward(x0, s.context_timestep, f0, window)
+        # 5. policy after the block
+        if s.policy == "rolling-sink":
+            done = reinsert(self.cache, f0, s.horizon_frames, s.frames_per_block, self.freqs, self.grid_hw)
+            record["rolling_sink"] = None if done is None else {"source_frames": done[0], "rope_first": done[1]}
+        if self.memory is not None:
+            record["dedup"] = self.memory.remember(f0, x0, self.cache, s.frames_per_block * self.tokens_per_frame)
+            record["bank_size_after_block"] = len(self.memory.bank)
+        self.recent.append(x0)
+        self.block += 1
+        return BlockOutput(b, f0, x0, x0_steps, record)
+
+    @torch.no_grad()
+    def switch_prompt(self, text_kv: list[tuple[Tensor, Tensor]]) -> dict[str, Any]:
+        """New prompt from the next block on: re-cache bank entries and the recent window (spec s7)."""
+        s = self.spec
+        self.text_kv = text_kv
+        record: dict[str, Any] = {"at_frame": self.block * s.frames_per_block}
+        if self.memory is not None:
+            record["bank_entry_blocks"] = [self.memory.block_id(f) for f in self.memory.bank.frame_indices]
+            record["entry_recaches"] = self.memory.recache_entries(self._recache_entry)
+        window = self.window_frames()
+        f = self.block * s.frames_per_block
+        n = min(window, f)
+        record["effective_local_attn_for_recache"] = window
+        record["window_recache_frames"] = list(range(f - n, f))
+        if s.zero_cache_on_switch:
+            self.cache.zero()
+        if n:
+            latents = torch.cat(list(self.recent), dim=1)[:, -n:]
+            self.forward(latents, s.context_timestep, f - n, window, protect_sink=not s.zero_cache_on_switch)
+        return record
+
+    def _recache_entry(self, entry: BankEntry) -> tuple[Tensor, Tensor]:
+        """An entry's 3 frames alone at t=0 in a fresh 3-frame cache at their original positions."""
+        fpb = self.spec.frames_per_block
+        temp = self._new_cache(fpb)
+        temp.global_end = entry.frame_index * self.tokens_per_frame
+        self.forward(entry.latent.to(self.device, self.dtype), self.spec.context_timestep,
+                     entry.frame_index, fpb, cache=temp, protect_sink=False)
+        return temp.k, temp.v
+
+
+def gate_records(contexts: list[AttnContext], retrieval: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Per (step, layer) gate decisions: rho and gated_off of each retrieved entry (one sync per block)."""
+    if not retrieval or not retrieval["kv_prepend_order_blocks"]:
+        return []
+    blocks = retrieval["kv_prepend_order_blocks"]
+    out = []
+    for step, ctx in enumerate(contexts):
+        if not ctx.gate_ratios:
+            continue
+        ratios = torch.stack(ctx.gate_ratios).tolist()  # (L, E)
+        keeps = torch.stack(ctx.gate_keeps).tolist()
+        for layer, (rho, keep) in enumerate(zip(ratios, keeps)):
+            entries = [{"block": blk, "rho": r, "gated_off": not k} for blk, r, k in zip(blocks, rho, keep)]
+            out.append({"step": step, "layer": layer, "entries": entries})
+    return out

@@ -1,0 +1,56 @@
+"""Domain errors. Each carries a one-line message and a hint that tells the user the fix.
+
+The CLI maps each class to an exit code (cli/errors.py); library code only raises.
+"""
+
+from __future__ import annotations
+
+
+class DysinkError(Exception):
+    """Base class: `message` says what is wrong, `hint` how to fix it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(DysinkError):
+    """Bad preset, override, flag value or size."""
+
+    exit_code = 2
+
+
+class TimelineError(ConfigError):
+    """Bad timeline file or segment."""
+
+
+class CheckpointError(DysinkError):
+    """Missing, unreadable or mismatched weights."""
+
+    exit_code = 2
+
+
+class GpuError(DysinkError):
+    """CUDA asked for but not usable."""
+
+    exit_code = 2
+
+
+class FfmpegError(DysinkError):
+    """The encoder failed or could not be started."""
+
+
+class OutputError(DysinkError):
+    """The output path cannot be written (exists, unwritable, disk full)."""
+
+    exit_code = 2
+
+
+class ResumeError(DysinkError):
+    """A render's work folder cannot be resumed (missing or corrupt checkpoint)."""

@@ -1,0 +1,44 @@
+"""One attention entry point with an explicit backend: torch SDPA (default) or flash-attn.
+
+All DiT attention is full (unmasked) softmax attention; layouts are (B, L, H, D).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dysink_cli.errors import ConfigError
+
+BACKENDS = ("sdpa", "flash")
+
+
+def flash_available() -> bool:
+    """flash-attn importable (the optional `flash` extra)."""
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def resolve_backend(name: str, device: torch.device) -> str:
+    """'auto' -> flash on CUDA when installed, else sdpa. Explicit names are checked."""
+    if name == "auto":
+        return "flash" if device.type == "cuda" and flash_available() else "sdpa"
+    if name not in BACKENDS:
+        raise ConfigError(f"model.attention = {name!r} is not one of auto, sdpa, flash", "use auto")
+    if name == "flash" and not flash_available():
+        raise ConfigError("model.attention = 'flash' but flash-attn is not installed",
+                          "pip install 'dysink[flash]' or use --set model.attention=sdpa")
+    return name
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, backend: str = "sdpa") -> Tensor:
+    """softmax(q k^T / sqrt(D)) v per head. q (B, Lq, H, D); k, v (B, Lk, H, D) -> (B, Lq, H, D)."""
+    if backend == "flash" and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+        from flash_attn import flash_attn_func
+
+        out = flash_attn_func(q, k, v)
+        return out[0] if isinstance(out, tuple) else out
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    return out.transpose(1, 2)

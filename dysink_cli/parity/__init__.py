@@ -1,0 +1,1 @@
+"""Parity runner: replays reference fixtures through dysink and checks outputs and decisions."""

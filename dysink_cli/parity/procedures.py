@@ -1,0 +1,191 @@
+"""The reference procedures a fixture can name, run with dysink's own modules.
+
+Each returns (outputs, decisions): tensors under the fixture's output names, and a log in the
+fixture's log.json structure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dysink_cli.engine.descriptors import describe_frames, frames_for_descriptor
+from dysink_cli.engine.generator import BlockGenerator
+from dysink_cli.engine.noise import TensorNoise
+from dysink_cli.engine.spec import LoopSpec
+from dysink_cli.parity.fixture import Fixture
+from dysink_cli.parity.models import load_dit, load_pe, load_t5, load_vae
+from dysink_cli.model.rope import RopeTable, rope_angles, wan_frequencies
+
+Result = tuple[dict[str, Tensor], dict[str, Any]]
+
+
+@torch.no_grad()
+def run_dit_forward(fx: Fixture) -> Result:
+    dit = load_dit(fx)
+    x, t, context = fx.io["x"], fx.io["t"], fx.io["context"]
+    frames, h, w = x.shape[2], x.shape[3] // dit.cfg.patch_size[1], x.shape[4] // dit.cfg.patch_size[2]
+    table = RopeTable.from_angles(rope_angles(wan_frequencies(dit.cfg.head_dim, dit.cfg.rope_theta),
+                                              torch.arange(frames), h, w))
+    flow = dit(x, t[:, None].expand(-1, frames), dit.encode_text(context), table)
+    return {"flow_pred": flow}, {}
+
+
+@torch.no_grad()
+def run_vae(fx: Fixture) -> Result:
+    vae = load_vae(fx, fx.config["model"], "weights.safetensors")
+    latent = vae.encode(fx.io["video"])
+    state = vae.decoder_state()
+    per_frame = []
+    for i in range(latent.shape[1]):
+        frames, state = vae.decode_chunk(latent[:, i : i + 1], state)
+        per_frame.append(frames)
+    first, state = vae.decode_chunk(latent[:, :1], vae.decoder_state())
+    rest, _ = vae.decode_chunk(latent[:, 1:4], state)
+    return {
+        "latent": latent,
+        "decoded_full": vae.decode(latent),
+        "decoded_streamed_per_frame": torch.cat(per_frame, dim=1),
+        "decoded_streamed_chunks_1_3": torch.cat([first, rest], dim=1),
+        "decoded_block_1to3_standalone": vae.decode(latent[:, 1:4]),
+    }, {}
+
+
+@torch.no_grad()
+def run_t5(fx: Fixture) -> Result:
+    t5 = load_t5(fx)
+    raw = t5(fx.io["ids"], fx.io["mask"])
+    return {"encoder_out": raw, "prompt_embeds": t5.encode(fx.io["ids"], fx.io["mask"])}, {}
+
+
+def _pipeline_spec(fx: Fixture) -> LoopSpec:
+    p = fx.config["pipeline"]
+    local, sink, top_k = p["local_attn_size"], p.get("sink_size", 0), p.get("memory_top_k", 0)
+    memory = fx.kind() in ("dysink", "interactive")
+    capacity = p.get("initial_kv_cache_frames") or (local + p["num_frame_per_block"] * top_k if memory else local)
+    return LoopSpec(
+        policy="dysink" if memory else ("static-sink" if sink else "window"),
+        frames_per_block=p["num_frame_per_block"],
+        window_frames=local,
+        sink_frames=sink,
+        capacity_frames=capacity,
+        timesteps=tuple(p["warped_timesteps"]),
+        shift=p.get("timestep_shift", 5.0),
+        context_timestep=float(p.get("context_noise", 0)),
+        top_k=top_k,
+        dedup_threshold=p.get("memory_dedup_threshold", 0.95),
+        gate_rule="per-entry" if p.get("sink_anomaly_gate") else "off",
+        gate_threshold=p.get("sink_anomaly_threshold", 0.5),
+        query_blocks=max(1, local // p["num_frame_per_block"]),
+        retrieved_bf16_roundtrip=p.get("retrieved_kv_dtype_roundtrip") == "bfloat16",
+        zero_cache_on_switch=not p.get("global_sink", False),
+    )
+
+
+def _step_noise(fx: Fixture, blocks: int, steps: int, fpb: int) -> Tensor:
+    noise = fx.io["step_noise"]
+    return noise.reshape(blocks, steps, -1, fpb, *noise.shape[-3:])
+
+
+@torch.no_grad()
+def run_pipeline(fx: Fixture) -> Result:
+    """Causal window / static sink / DySink / interactive DySink rollouts."""
+    spec, p = _pipeline_spec(fx), fx.config["pipeline"]
+    blocks, fpb = p["num_blocks"], spec.frames_per_block
+    dit = load_dit(fx)
+    decoded: list[Tensor] = []
+    describe = None
+    if spec.uses_memory:
+        vae, pe = load_vae(fx, fx.config["vae"], "vae_weights.safetensors"), load_pe(fx)
+
+        def describe(latents: Tensor) -> Tensor:
+            frames = frames_for_descriptor(vae.decode(latents))
+            decoded.append(frames)
+            return describe_frames(frames[0], pe)
+
+    noise = TensorNoise(fx.io["noise"], _step_noise(fx, blocks, len(spec.timesteps) - 1, fpb), fpb)
+    gen = BlockGenerator(dit, spec, noise, tuple(fx.io["noise"].shape[-2:]), describe=describe,
+                         max_bank_entries=p.get("memory_max_entries") or 0)
+    prompts = [fx.io[k] for k in sorted(k for k in fx.io if k.startswith("prompt_embeds"))]
+    switches = list(p.get("switch_frame_indices", []))
+    gen.set_prompt(dit.encode_text(prompts[0]))
+    outputs: dict[str, Tensor] = {}
+    log: dict[str, Any] = {"blocks": [], "switches": [], "entry_recaches": []}
+    latents, x0_steps, segment = [], [], 0
+    for _ in range(blocks):
+        if segment < len(switches) and gen.block * fpb >= switches[segment]:
+            segment += 1
+            record = gen.switch_prompt(dit.encode_text(prompts[segment]))
+            log["entry_recaches"] += record.pop("entry_recaches", [])
+            log["switches"].append({"switch": segment - 1, **record})
+            outputs.update(_switch_snapshot(gen, segment - 1, record))
+        out = gen.next_block()
+        out.record["prompt_segment"] = segment
+        log["blocks"].append(_jsonable(out.record))
+        latents.append(out.latents)
+        x0_steps.append(torch.stack(out.x0_per_step))
+    outputs["latents"] = torch.cat(latents, dim=1)
+    outputs["x0_per_step"] = torch.stack(x0_steps)
+    if spec.uses_memory:
+        outputs["descriptors"] = torch.stack([b["dedup"]["descriptor"] for b in log["blocks"]])
+        outputs["decoded_block_frames"] = torch.stack(decoded)
+        for b in log["blocks"]:
+            b["dedup"].pop("descriptor")
+    return outputs, log
+
+
+def _switch_snapshot(gen: BlockGenerator, index: int, record: dict[str, Any]) -> dict[str, Tensor]:
+    n = len(record["window_recache_frames"]) * gen.tokens_per_frame
+    end = gen.cache.local_end
+    out = {f"switch{index}_window_k": gen.cache.k[:, :, end - n : end].clone(),
+           f"switch{index}_window_v": gen.cache.v[:, :, end - n : end].clone()}
+    for entry in gen.memory.bank.entries if gen.memory else []:
+        out[f"switch{index}_entry{entry.frame_index}_k"] = entry.k.clone()
+        out[f"switch{index}_entry{entry.frame_index}_v"] = entry.v.clone()
+    return out
+
+
+@torch.no_grad()
+def run_rolling_sink(fx: Fixture) -> Result:
+    p, rs = fx.config["pipeline"], fx.config["rolling_sink"]
+    fpb, blocks, horizon = p["num_frame_per_block"], p["num_blocks"], rs["horizon_frames"]
+    spec = LoopSpec(policy="rolling-sink", frames_per_block=fpb, window_frames=horizon, capacity_frames=horizon,
+                    horizon_frames=horizon, timesteps=tuple(p["warped_timesteps"]),
+                    shift=p.get("timestep_shift", 5.0), context_timestep=float(p.get("context_noise", 0)))
+    dit = load_dit(fx)
+    noise = TensorNoise(fx.io["noise"], _step_noise(fx, blocks, len(spec.timesteps) - 1, fpb), fpb)
+    gen = BlockGenerator(dit, spec, noise, tuple(fx.io["noise"].shape[-2:]))
+    gen.set_prompt(dit.encode_text(fx.io["prompt_embeds"]))
+    latents, x0_steps, passes = [], [], []
+    for _ in range(blocks):
+        out = gen.next_block()
+        latents.append(out.latents)
+        x0_steps.append(torch.stack(out.x0_per_step))
+        rs_rec = out.record.get("rolling_sink")
+        entry = {"block": out.index, "current_start_frame": out.start_frame, "reinserted": rs_rec is not None}
+        if rs_rec:
+            first = rs_rec["rope_first"]
+            entry.update(source_frames=rs_rec["source_frames"], rope_positions=list(range(first, first + fpb)))
+        passes.append(entry)
+    return {"output_latents": torch.cat(latents, dim=1), "x0_pred": torch.stack(x0_steps)}, {"clean_passes": passes}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: (v if isinstance(v, Tensor) else _jsonable(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+PROCEDURES = {
+    "dit_forward": run_dit_forward,
+    "vae": run_vae,
+    "t5": run_t5,
+    "causal": run_pipeline,
+    "dysink": run_pipeline,
+    "interactive": run_pipeline,
+    "rolling_sink": run_rolling_sink,
+}
