@@ -1,0 +1,203 @@
+"""Building blocks of the Wan2.1 causal video VAE (`WAN/wan/modules/vae.py`), with Wan's key names.
+
+Layouts are `[B, C, T, H, W]`. Cached layers hold no state: they take their cache slot (the last
+input frames of the previous call, or None) and return `(output, new slot)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+CACHE_T = 2  # input frames each causal conv remembers between calls (Wan CACHE_T)
+
+# A conv's cached input frames [B, C, t<=CACHE_T, H, W]; None before its first call.
+Slot = Tensor | None
+
+
+class CausalConv3d(nn.Conv3d):
+    """Wan CausalConv3d: all temporal padding in front; cached frames replace the leading zeros.
+
+    The spatial zero padding is left to the convolution itself, so only the time axis is
+    materialised (the reference pads all three axes with F.pad; same math, one copy less).
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        pad_t, pad_h, pad_w = self.padding  # type: ignore[misc]
+        self.front_frames = 2 * pad_t
+        self.padding = (0, pad_h, pad_w)
+
+    def forward(self, x: Tensor, cache: Slot = None) -> Tensor:
+        """x [B, C, T, H, W] after cache [B, C, t, H, W] (or zeros) -> [B, C', T', H', W']."""
+        if self.front_frames == 0:
+            return super().forward(x)
+        front = [] if cache is None else [cache]
+        missing = self.front_frames - (0 if cache is None else cache.shape[2])
+        if missing > 0:
+            b, c, _, h, w = x.shape
+            front.insert(0, x.new_zeros(b, c, missing, h, w))  # [B, C, missing, H, W]
+        return super().forward(torch.cat([*front, x], dim=2))
+
+
+def _copy(frames: Tensor) -> Tensor:
+    """A contiguous copy (slots are saved with safetensors, which wants contiguous tensors)."""
+    return frames.clone(memory_format=torch.contiguous_format)
+
+
+def next_slot(x: Tensor, prev: Slot) -> Tensor:
+    """Wan feat_cache rule: keep x's last CACHE_T frames; if x has fewer, prepend prev's last."""
+    tail = x[:, :, -CACHE_T:]
+    if tail.shape[2] < CACHE_T and prev is not None:
+        return torch.cat([prev[:, :, -1:], tail], dim=2)
+    return _copy(tail)  # a copy, so the slot does not pin all of x
+
+
+def causal_step(conv: CausalConv3d, x: Tensor, prev: Slot) -> tuple[Tensor, Tensor]:
+    """One cached call of a causal conv (Wan Encoder3d/Decoder3d/ResidualBlock cache branch)."""
+    return conv(x, prev), next_slot(x, prev)
+
+
+class RMS_norm(nn.Module):
+    """Wan RMS_norm: x / max(||x||_2 over channels, 1e-12) * sqrt(C) * gamma; no eps, no bias."""
+
+    def __init__(self, dim: int, images: bool = True) -> None:
+        super().__init__()
+        shape = (dim, 1, 1) if images else (dim, 1, 1, 1)
+        self.scale = dim**0.5
+        self.gamma = nn.Parameter(torch.ones(shape))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(x, dim=1) * self.scale * self.gamma
+
+
+class ResidualBlock(nn.Module):
+    """Wan ResidualBlock: (RMS_norm, SiLU, causal conv 3) twice, + 1x1 shortcut if in != out."""
+
+    SLOTS = ("residual.2", "residual.6")  # its cached convs, relative to the block
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.residual = nn.Sequential(
+            RMS_norm(in_dim, images=False),
+            nn.SiLU(),
+            CausalConv3d(in_dim, out_dim, 3, padding=1),
+            RMS_norm(out_dim, images=False),
+            nn.SiLU(),
+            nn.Dropout(0.0),
+            CausalConv3d(out_dim, out_dim, 3, padding=1),
+        )
+        self.shortcut = CausalConv3d(in_dim, out_dim, 1) if in_dim != out_dim else nn.Identity()
+
+    def forward(self, x: Tensor, slots: tuple[Slot, Slot]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """x [B, in, T, H, W] -> ([B, out, T, H, W], new slots of residual.2 and residual.6)."""
+        h = self.shortcut(x)
+        x = F.silu(self.residual[0](x))
+        x, first = causal_step(self.residual[2], x, slots[0])
+        x = F.silu(self.residual[3](x))
+        x, second = causal_step(self.residual[6], x, slots[1])
+        return x + h, (first, second)
+
+
+def _per_frame(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """Apply a 2-D module to every frame: [B, C, T, H, W] -> [B, C', T, H', W']."""
+    b, c, t, h, w = x.shape
+    y = fn(x.transpose(1, 2).reshape(b * t, c, h, w))  # [(B T), C, H, W]
+    return y.unflatten(0, (b, t)).transpose(1, 2)
+
+
+class AttentionBlock(nn.Module):
+    """Wan AttentionBlock: per-frame single-head self-attention over H*W tokens, plus residual."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = RMS_norm(dim)
+        self.to_qkv = nn.Conv2d(dim, dim * 3, 1)
+        self.proj = nn.Conv2d(dim, dim, 1)
+
+    def _attend(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        qkv = self.to_qkv(self.norm(x)).reshape(n, 1, c * 3, h * w)
+        q, k, v = qkv.permute(0, 1, 3, 2).contiguous().chunk(3, dim=-1)  # 3 x [N, 1, HW, C]
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.squeeze(1).permute(0, 2, 1).reshape(n, c, h, w))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _per_frame(self._attend, x) + x
+
+
+class Upsample(nn.Upsample):
+    """Wan Upsample: nearest-exact x2 computed in float32, cast back."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.float()).type_as(x)
+
+
+class Resample(nn.Module):
+    """Wan Resample: 2-D up/down sampling per frame; the 3-D modes add a causal time conv.
+
+    Modes: upsample2d, upsample3d (decoder, time x2), downsample2d, downsample3d (encoder, time /2).
+    """
+
+    MODES = ("upsample2d", "upsample3d", "downsample2d", "downsample3d")
+
+    def __init__(self, dim: int, mode: str) -> None:
+        super().__init__()
+        if mode not in self.MODES:
+            raise ValueError(f"Resample mode {mode!r} is not one of {self.MODES}")
+        self.mode = mode
+        if mode.startswith("upsample"):
+            self.resample = nn.Sequential(
+                Upsample(scale_factor=(2.0, 2.0), mode="nearest-exact"),
+                nn.Conv2d(dim, dim // 2, 3, padding=1),
+            )
+        else:
+            self.resample = nn.Sequential(
+                nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(dim, dim, 3, stride=(2, 2))
+            )
+        if mode == "upsample3d":
+            self.time_conv = CausalConv3d(dim, dim * 2, (3, 1, 1), padding=(1, 0, 0))
+        elif mode == "downsample3d":
+            self.time_conv = CausalConv3d(dim, dim, (3, 1, 1), stride=(2, 1, 1), padding=(0, 0, 0))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The 2-D modes: [B, C, T, H, W] -> [B, C', T, H', W']."""
+        return _per_frame(self.resample, x)
+
+    def upsample3d(
+        self, x: Tensor, prev: Slot, first_chunk_seen: bool
+    ) -> tuple[Tensor, Slot, bool]:
+        """Wan Resample 'upsample3d' -> (x [B, C/2, 2T, 2H, 2W], new slot, first_chunk_seen).
+
+        First call: no time conv, 1 frame stays 1 (the reference's 'Rep' marker). Second call:
+        zero front padding, and a zero frame goes in front of the cached frame. Later: a cached conv.
+        """
+        if not first_chunk_seen:
+            return self(x), prev, True
+        tail = x[:, :, -CACHE_T:]
+        if tail.shape[2] < CACHE_T:
+            front = torch.zeros_like(tail) if prev is None else prev[:, :, -1:]
+            slot = torch.cat([front, tail], dim=2)
+        else:
+            slot = _copy(tail)
+        y = self.time_conv(x, prev)  # [B, 2C, T, H, W]
+        b, c2, t, h, w = y.shape
+        # channel half j of time step tau becomes frame 2*tau + j
+        y = y.reshape(b, 2, c2 // 2, t, h, w).permute(0, 2, 3, 1, 4, 5)  # [B, C, T, 2, H, W]
+        y = y.reshape(b, c2 // 2, 2 * t, h, w)
+        return self(y), slot, True
+
+    def downsample3d(self, x: Tensor, prev: Slot) -> tuple[Tensor, Tensor]:
+        """Wan Resample 'downsample3d' -> (x [B, C, T', H/2, W/2], new slot).
+
+        First call: only cache (1 frame stays 1). Later: time conv (stride 2) on the last cached
+        frame followed by x; the slot keeps x's last frame.
+        """
+        x = self(x)
+        if prev is None:
+            return x, _copy(x[:, :, -1:])
+        slot = _copy(x[:, :, -1:])
+        return self.time_conv(torch.cat([prev[:, :, -1:], x], dim=2)), slot

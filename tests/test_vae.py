@@ -1,0 +1,156 @@
+"""Wan VAE against the `vae` golden fixture, plus streaming exactness and state round trips."""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from dysink_cli.model.config import VAEConfig
+from dysink_cli.model.vae import DecoderState, WanVAE
+
+FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "vae"
+
+pytestmark = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"fixture {FIXTURE} not found")
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    return json.loads((FIXTURE / "config.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def io() -> dict[str, Tensor]:
+    return load_file(FIXTURE / "io.safetensors")
+
+
+@pytest.fixture(scope="module")
+def vae(config: dict) -> WanVAE:
+    ctor = config["model"]["constructor"]
+    cfg = VAEConfig(
+        dim=ctor["dim"],
+        z_dim=ctor["z_dim"],
+        dim_mult=tuple(ctor["dim_mult"]),
+        num_res_blocks=ctor["num_res_blocks"],
+        temperal_downsample=tuple(ctor["temperal_downsample"]),
+        latent_mean=tuple(config["latent_mean"]),
+        latent_std=tuple(config["latent_std"]),
+    )
+    model = WanVAE(cfg).eval()
+    model.load_state_dict(load_file(FIXTURE / "weights.safetensors"), strict=True)
+    return model
+
+
+def _stream(vae: WanVAE, z: Tensor, sizes: list[int]) -> list[Tensor]:
+    """Decode z chunk by chunk with one carried state; returns each chunk's frames."""
+    state, parts, start = vae.decoder_state(), [], 0
+    for n in sizes:
+        frames, state = vae.decode_chunk(z[:, start : start + n], state)
+        parts.append(frames)
+        start += n
+    assert start == z.shape[1]
+    return parts
+
+
+@pytest.fixture(scope="module")
+def outputs(vae: WanVAE, io: dict[str, Tensor]) -> dict[str, Tensor]:
+    z = io["latent"]
+    return {
+        "latent": vae.encode(io["video"]),
+        "decoded_full": vae.decode(z),
+        "decoded_streamed_per_frame": torch.cat(_stream(vae, z, [1] * z.shape[1]), dim=1),
+        "decoded_streamed_chunks_1_3": torch.cat(_stream(vae, z, [1, 3]), dim=1),
+        "decoded_block_1to3_standalone": vae.decode(z[:, 1:]),
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "latent",
+        "decoded_full",
+        "decoded_streamed_per_frame",
+        "decoded_streamed_chunks_1_3",
+        "decoded_block_1to3_standalone",
+    ],
+)
+def test_matches_fixture(name: str, outputs: dict, io: dict, config: dict) -> None:
+    got, want = outputs[name], io[name]
+    tol = next(v for k, v in config["tolerance"].items() if fnmatch.fnmatch(name, k))
+    assert got.shape == want.shape and got.dtype == torch.float32
+    err = (got - want).abs()
+    assert bool((err <= tol["atol"] + tol["rtol"] * want.abs()).all()), f"max |err| {err.max():.3g}"
+
+
+def test_streamed_decode_is_bit_identical(outputs: dict) -> None:
+    full = outputs["decoded_full"]
+    assert torch.equal(outputs["decoded_streamed_per_frame"], full)
+    assert torch.equal(outputs["decoded_streamed_chunks_1_3"], full)
+
+
+def test_frame_counts(vae: WanVAE, io: dict) -> None:
+    z = io["latent"]
+    first, rest = _stream(vae, z, [1, 3])
+    assert first.shape[1] == 1 and rest.shape[1] == 12  # fresh: 4T - 3, continued: 4T
+    for t in (1, 2, 3):
+        assert vae.decode(z[:, :t]).shape == (1, 4 * t - 3, 3, 32, 48)
+
+
+def test_state_round_trip_mid_video(vae: WanVAE, io: dict, outputs: dict, tmp_path: Path) -> None:
+    z = io["latent"]
+    head, state = vae.decode_chunk(z[:, :2], vae.decoder_state())
+    save_file(state.to_tensors(), tmp_path / "state.safetensors")
+    resumed = DecoderState.from_tensors(load_file(tmp_path / "state.safetensors"))
+    tail, _ = vae.decode_chunk(z[:, 2:], resumed)
+    assert torch.equal(torch.cat([head, tail], dim=1), outputs["decoded_full"])
+
+
+def test_state_after_first_latent_keeps_markers(vae: WanVAE, io: dict) -> None:
+    fresh = vae.decoder_state()
+    assert fresh.is_fresh and len(fresh.frames) == 32 and not any(fresh.first_chunk_seen.values())
+    _, state = vae.decode_chunk(io["latent"][:, :1], fresh)
+    assert fresh.is_fresh, "decode_chunk must not edit the state it was given"
+    assert all(state.first_chunk_seen.values())
+    assert all(state.frames[k] is None for k in state.first_chunk_seen)  # the 'Rep' stage
+    tensors = state.to_tensors()
+    again = DecoderState.from_tensors(tensors).to_tensors()
+    assert tensors.keys() == again.keys()
+    assert all(torch.equal(tensors[k], again[k]) for k in tensors)
+
+
+def test_state_of_another_vae_is_rejected(vae: WanVAE, io: dict) -> None:
+    other = WanVAE(VAEConfig(dim=4, num_res_blocks=1))
+    with pytest.raises(ValueError, match="does not fit"):
+        vae.decode_chunk(io["latent"][:, :1], other.decoder_state())
+
+
+def test_bad_latents_are_rejected(vae: WanVAE, io: dict) -> None:
+    with pytest.raises(ValueError, match="latents"):
+        vae.decode(io["latent"].transpose(1, 2))
+
+
+def test_bf16_close_to_float32_and_streams_exactly(vae: WanVAE, io: dict, outputs: dict) -> None:
+    half = copy.deepcopy(vae).to(torch.bfloat16)
+    z = io["latent"][:, :2]
+    full = half.decode(z)
+    assert full.dtype == torch.float32
+    assert (full - outputs["decoded_full"][:, :5]).abs().max() < 0.15
+    assert torch.equal(torch.cat(_stream(half, z, [1, 1]), dim=1), full)
+    latent = half.encode(io["video"][:, :, :5])
+    assert (latent - outputs["latent"][:, :2]).abs().max() < 0.1
+
+
+def test_full_size_key_set_on_meta() -> None:
+    with torch.device("meta"):
+        vae = WanVAE(VAEConfig())
+    state_dict = vae.state_dict()
+    assert len(state_dict) == 194
+    assert sum(t.numel() for t in state_dict.values()) == 126_892_531
+    assert state_dict["decoder.upsamples.3.time_conv.weight"].shape == (768, 384, 3, 1, 1)
+    assert len(vae.decoder_state().frames) == 32
