@@ -155,6 +155,22 @@ class OutputSection:
 
 
 @dataclass(frozen=True)
+class CheckpointsSection:
+    """Which file in the weights folder plays which role; "" = found by its standard name.
+
+    Paths are relative to the weights folder. LoRAs are merged in the order given.
+    """
+
+    generator: str = ""
+    loras: tuple[str, ...] = ()
+    use_ema: bool = True
+    vae: str = ""
+    t5: str = ""
+    tokenizer: str = ""
+    pe: str = ""
+
+
+@dataclass(frozen=True)
 class RenderConfig:
     """Everything a render needs besides the prompt(s)."""
 
@@ -166,6 +182,7 @@ class RenderConfig:
     rope: RopeSection = field(default_factory=RopeSection)
     sampler: SamplerSection = field(default_factory=SamplerSection)
     output: OutputSection = field(default_factory=OutputSection)
+    checkpoints: CheckpointsSection = field(default_factory=CheckpointsSection)
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -261,7 +278,10 @@ def parse_override(text: str) -> dict[str, Any]:
 
 def preset_dir() -> Path:
     """Folder of the shipped presets (package data, mirrored from the repo's presets/)."""
-    return Path(str(resources.files("dysink_cli.presets")))
+    try:
+        return Path(str(resources.files("dysink_cli.presets")))
+    except ModuleNotFoundError:  # running from a source checkout that is not installed
+        return Path(__file__).resolve().parent.parent / "presets"
 
 
 def list_presets() -> dict[str, Path]:

@@ -23,7 +23,7 @@ from dysink_cli.engine.sampler import flow_to_x0, renoise
 from dysink_cli.engine.schedule import sigma_of
 from dysink_cli.engine.spec import LoopSpec
 from dysink_cli.model.dit import AttnContext, WanDiT
-from dysink_cli.model.rope import RopeFrequencies, RopeTable, rope_angles, wan_frequencies
+from dysink_cli.model.rope import Rope, RopeSpec, rope_tables, wan_frequencies
 
 
 @dataclass
@@ -42,7 +42,7 @@ class BlockGenerator:
 
     def __init__(self, dit: WanDiT, spec: LoopSpec, noise: NoiseSource, latent_hw: tuple[int, int],
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, batch: int = 1,
-                 backend: str = "sdpa", rope: RopeFrequencies | None = None, describe: Describer | None = None,
+                 backend: str = "sdpa", rope: RopeSpec | None = None, describe: Describer | None = None,
                  bank_device: torch.device | str = "cpu", max_bank_entries: int = 0) -> None:
         cfg = dit.cfg
         self.dit, self.spec, self.noise = dit, spec, noise
@@ -68,9 +68,9 @@ class BlockGenerator:
         return KVCache(cfg.num_layers, self.batch, capacity_frames, self.tokens_per_frame, cfg.num_heads,
                        cfg.head_dim, sink_frames, raw_frames, self.dtype, self.device)
 
-    def rope_table(self, start_frame: int, num_frames: int) -> RopeTable:
+    def rope_table(self, start_frame: int, num_frames: int) -> Rope:
         frames = torch.arange(start_frame, start_frame + num_frames)
-        return RopeTable.from_angles(rope_angles(self.freqs, frames, *self.grid_hw), self.device)
+        return rope_tables(self.freqs, frames, *self.grid_hw, self.device)
 
     def window_frames(self) -> int:
         return self.memory.window_frames() if self.memory else self.spec.window_frames

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from dysink_cli.engine.kv_cache import KVCache
-from dysink_cli.model.rope import RopeFrequencies, RopeTable, apply_rope, rope_angles
+from dysink_cli.model.rope import RopeSpec, apply_rope, layer_table, rope_tables
 
 
 def rolling_sink_sources(start_frame: int, horizon_frames: int, block_frames: int = 3) -> tuple[list[int], int] | None:
@@ -29,7 +29,7 @@ def rolling_sink_sources(start_frame: int, horizon_frames: int, block_frames: in
 
 
 def reinsert(cache: KVCache, start_frame: int, horizon_frames: int, block_frames: int,
-             freqs: RopeFrequencies, grid_hw: tuple[int, int]) -> tuple[list[int], int] | None:
+             freqs: RopeSpec, grid_hw: tuple[int, int]) -> tuple[list[int], int] | None:
     """After a block's clean pass: overwrite the previous block's slot with re-rotated originals."""
     plan = rolling_sink_sources(start_frame, horizon_frames, block_frames)
     if plan is None:
@@ -41,9 +41,8 @@ def reinsert(cache: KVCache, start_frame: int, horizon_frames: int, block_frames
     raw_k = cache.raw_k.index_select(2, tokens)  # (L, B, n, H, D), frame order flipped, tokens kept
     raw_v = cache.raw_v.index_select(2, tokens)
     frames = torch.arange(first_index, first_index + block_frames)
-    table = RopeTable.from_angles(rope_angles(freqs, frames, *grid_hw), cache.raw_k.device)
-    layers, batch = raw_k.shape[:2]
-    k = apply_rope(raw_k.flatten(0, 1), table).unflatten(0, (layers, batch))
+    rope = rope_tables(freqs, frames, *grid_hw, cache.raw_k.device)
+    k = torch.stack([apply_rope(raw_k[layer], layer_table(rope, layer)) for layer in range(raw_k.shape[0])])
     n = block_frames * tpf
     cache.overwrite(cache.local_end - 2 * n, k, raw_v)
     return sources, first_index

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from dysink_cli.model.attention import attention
 from dysink_cli.model.config import DiTConfig
 from dysink_cli.model.gate import entry_ratios, gate_keep, head_affinity
-from dysink_cli.model.rope import RopeTable, apply_rope
+from dysink_cli.model.rope import Rope, RopeTable, apply_rope, layer_table
 
 
 class LayerCache(Protocol):
@@ -190,7 +190,7 @@ class WanDiT(nn.Module):
         embedded = self.text_embedding(context.to(self.patch_embedding.weight.dtype))
         return [block.cross_attn.text_kv(embedded) for block in self.blocks]
 
-    def forward(self, x: Tensor, t: Tensor, text_kv: list[tuple[Tensor, Tensor]], rope: RopeTable,
+    def forward(self, x: Tensor, t: Tensor, text_kv: list[tuple[Tensor, Tensor]], rope: Rope,
                 ctx: AttnContext | None = None, backend: str = "sdpa") -> Tensor:
         """x (B, C, F, H, W) latents; t (B, F) timesteps (float32 values). Returns flow (B, C, F, H, W)."""
         ctx = ctx or AttnContext()
@@ -202,7 +202,7 @@ class WanDiT(nn.Module):
         e = self.time_embedding(sinusoidal_embedding(self.cfg.freq_dim, t.flatten()).to(dtype))
         e0 = self.time_projection(e).unflatten(1, (6, self.cfg.dim)).unflatten(0, (b, frames))  # (B, F, 6, C)
         for layer, block in enumerate(self.blocks):
-            tokens = block(tokens, e0, text_kv[layer], rope, ctx, layer, backend)
+            tokens = block(tokens, e0, text_kv[layer], layer_table(rope, layer), ctx, layer, backend)
         out = self.head(tokens, e.unflatten(0, (b, frames)))  # (B, L, c * prod(patch))
         return self.unpatchify(out, grid)
 

@@ -27,23 +27,31 @@ def split_pairs(head_dim: int) -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class RopeFrequencies:
-    """Per-axis frequencies. `temporal` is (1, c_t) or (heads, c_t) with per-head bases (LoL)."""
+    """Per-axis frequencies, each (1, c) or (heads, c): per-head bases are LoL's jitter."""
 
-    temporal: Tensor  # (Ht, c_t) float64, Ht in {1, heads}
-    height: Tensor  # (c_h,) float64
-    width: Tensor  # (c_w,) float64
+    temporal: Tensor  # (1 | heads, c_t) float64
+    height: Tensor  # (1 | heads, c_h) float64
+    width: Tensor  # (1 | heads, c_w) float64
 
     @property
     def num_pairs(self) -> int:
         return self.temporal.shape[-1] + self.height.shape[-1] + self.width.shape[-1]
 
 
-def wan_frequencies(head_dim: int, theta: float = 10000.0, temporal_theta: Tensor | None = None) -> RopeFrequencies:
-    """Wan2.1 frequencies: dims 2c_t / 2c_h / 2c_w in the exponents (44/42/42 at head_dim 128)."""
+def wan_frequencies(head_dim: int, theta: float = 10000.0, temporal_theta: Tensor | None = None,
+                    spatial_theta: Tensor | None = None) -> RopeFrequencies:
+    """Wan2.1 frequencies: dims 2c_t / 2c_h / 2c_w in the exponents (44/42/42 at head_dim 128).
+
+    temporal_theta / spatial_theta: optional per-head bases (heads,) replacing theta on that axis.
+    """
     ct, ch, cw = split_pairs(head_dim)
     t_theta = theta if temporal_theta is None else temporal_theta
-    temporal = axis_frequencies(2 * ct, t_theta).reshape(-1, ct)
-    return RopeFrequencies(temporal, axis_frequencies(2 * ch, theta), axis_frequencies(2 * cw, theta))
+    s_theta = theta if spatial_theta is None else spatial_theta
+    return RopeFrequencies(
+        axis_frequencies(2 * ct, t_theta).reshape(-1, ct),
+        axis_frequencies(2 * ch, s_theta).reshape(-1, ch),
+        axis_frequencies(2 * cw, s_theta).reshape(-1, cw),
+    )
 
 
 def jittered_thetas(num_heads: int, sigma: float, generator: torch.Generator, theta: float = 10000.0,
@@ -58,20 +66,21 @@ def jittered_thetas(num_heads: int, sigma: float, generator: torch.Generator, th
 def rope_angles(freqs: RopeFrequencies, frames: Tensor, height: int, width: int) -> Tensor:
     """Angles for tokens of a (len(frames), height, width) grid in (f, y, x) order.
 
-    frames: (F,) absolute temporal positions (float64 or int). Returns (Ht, F*height*width, c)
-    float64 with c = c_t + c_h + c_w, Ht = 1 or heads.
+    frames: (F,) absolute temporal positions. Returns (Hr, F*height*width, c) float64 with
+    c = c_t + c_h + c_w and Hr = 1 or heads.
     """
     frames = frames.to(torch.float64)
-    heads = freqs.temporal.shape[0]
-    n = frames.shape[0] * height * width
+    heads = max(freqs.temporal.shape[0], freqs.height.shape[0], freqs.width.shape[0])
+    nf, hw = frames.shape[0], height * width
     t = frames[None, :, None] * freqs.temporal[:, None, :]  # (Ht, F, c_t)
-    t = t[:, :, None, :].expand(heads, frames.shape[0], height * width, -1).reshape(heads, n, -1)
+    t = t[:, :, None, :].expand(heads, nf, hw, -1)
     ys = torch.arange(height, dtype=torch.float64)
     xs = torch.arange(width, dtype=torch.float64)
-    h = (ys[:, None] * freqs.height[None, :])[:, None, :].expand(height, width, -1).reshape(height * width, -1)
-    w = (xs[:, None] * freqs.width[None, :])[None, :, :].expand(height, width, -1).reshape(height * width, -1)
-    hw = torch.cat([h, w], dim=-1).repeat(frames.shape[0], 1)  # (n, c_h + c_w)
-    return torch.cat([t, hw[None].expand(heads, -1, -1)], dim=-1)
+    h = ys[None, :, None] * freqs.height[:, None, :]  # (Hh, height, c_h)
+    w = xs[None, :, None] * freqs.width[:, None, :]  # (Hw, width, c_w)
+    h = h[:, :, None, :].expand(heads, height, width, -1).reshape(heads, 1, hw, -1).expand(-1, nf, -1, -1)
+    w = w[:, None, :, :].expand(heads, height, width, -1).reshape(heads, 1, hw, -1).expand(-1, nf, -1, -1)
+    return torch.cat([t, h, w], dim=-1).reshape(heads, nf * hw, -1)
 
 
 @dataclass(frozen=True)
@@ -100,3 +109,19 @@ def apply_rope(x: Tensor, table: RopeTable) -> Tensor:
     cos, sin = table.cos, table.sin
     out = torch.stack([re * cos - im * sin, re * sin + im * cos], dim=-1)
     return out.reshape(b, n, h, d).to(x.dtype)
+
+
+RopeSpec = RopeFrequencies | list[RopeFrequencies]  # one for all layers, or one per layer (LoL per_layer)
+Rope = RopeTable | list[RopeTable]
+
+
+def rope_tables(freqs: RopeSpec, frames: Tensor, height: int, width: int,
+                device: torch.device | str | None = None) -> Rope:
+    """RopeTable(s) for a token grid: shared by all layers, or one per layer."""
+    if isinstance(freqs, list):
+        return [RopeTable.from_angles(rope_angles(f, frames, height, width), device) for f in freqs]
+    return RopeTable.from_angles(rope_angles(freqs, frames, height, width), device)
+
+
+def layer_table(rope: Rope, layer: int) -> RopeTable:
+    return rope[layer] if isinstance(rope, list) else rope
