@@ -86,8 +86,13 @@ def make_describer(models: Models, decoder: Decoder, mode: str, timer: StageTime
     return describe
 
 
-def render(job: RenderJob, on_event: EventSink) -> RenderStats:
-    """Render one video (see the module docstring). Raises DysinkError subclasses on user errors."""
+def render(job: RenderJob, on_event: EventSink, *, models: Models | None = None,
+           embeds: dict[str, Tensor] | None = None, sink_factory: Callable[..., Any] = FfmpegSink) -> RenderStats:
+    """Render one video (see the module docstring). Raises DysinkError subclasses on user errors.
+
+    `models`, `embeds` and `sink_factory` replace the loaded networks, the text encoder's output
+    and ffmpeg (the GPU benchmark injects random full-size weights and a NullSink).
+    """
     cfg = job.config
     started = time.perf_counter()
     device = resolve_device(job.device)
@@ -102,8 +107,10 @@ def render(job: RenderJob, on_event: EventSink) -> RenderStats:
     for sw in switches[1:]:
         on_event(PromptSwitch(sw.segment, sw.block, sw.requested_s, sw.effective_s, job.segments[sw.segment].prompt))
 
-    embeds = encode_prompts(cfg, cfg.model.weights, [s.prompt for s in job.segments], device, dtype)
-    models = load_models(cfg, cfg.model.weights, device, dtype)
+    if embeds is None:
+        embeds = encode_prompts(cfg, cfg.model.weights, [s.prompt for s in job.segments], device, dtype)
+    if models is None:
+        models = load_models(cfg, cfg.model.weights, device, dtype)
     dit = models.dit
     text_kv = {p: dit.encode_text(e.to(device)) for p, e in embeds.items()}
     latent_hw = (cfg.output.height // models.vae.cfg.spatial_stride, cfg.output.width // models.vae.cfg.spatial_stride)
@@ -114,7 +121,7 @@ def render(job: RenderJob, on_event: EventSink) -> RenderStats:
     gen = BlockGenerator(dit, spec, SeededNoise(job.seed, tiled=cfg.engine.noise == "tiled"), latent_hw,
                          device=device, dtype=dtype, backend=resolve_backend(cfg.model.attention, device),
                          rope=render_rope(cfg, dit.cfg, job.seed), describe=describe,
-                         max_bank_entries=cfg.bank.max_entries)
+                         max_bank_entries=cfg.bank.max_entries, timer=timer)
     gen.set_prompt(text_kv[job.segments[0].prompt])
     switch_at = {sw.block: sw for sw in switches[1:]}
 
@@ -122,14 +129,13 @@ def render(job: RenderJob, on_event: EventSink) -> RenderStats:
                            plan.fps, plan.duration_s))
     log = open(job.log_json, "w") if job.log_json else None  # noqa: SIM115 - closed below
     try:
-        with FfmpegSink(job.output, cfg.output.width, cfg.output.height, cfg.output.fps, crf=cfg.output.crf,
+        with sink_factory(job.output, cfg.output.width, cfg.output.height, cfg.output.fps, crf=cfg.output.crf,
                         lossless=job.lossless, overwrite=job.overwrite) as sink:
             for b in range(plan.blocks):
                 if b in switch_at:
                     with timer.stage("switch"):
                         gen.switch_prompt(text_kv[job.segments[switch_at[b].segment].prompt])
-                with timer.stage("generate"):
-                    out = gen.next_block()
+                out = gen.next_block()
                 with timer.stage("decode"):
                     frames = decoder.stream(out.latents)
                 with timer.stage("write"):

@@ -36,6 +36,17 @@ class StageTimer:
         return out
 
 
+class NullTimer:
+    """StageTimer's interface, measuring nothing (the default inside the engine)."""
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        yield
+
+    def pop(self) -> dict[str, float]:
+        return {}
+
+
 class MemoryProbe:
     """Current and peak GPU memory (allocator) and host RSS, in GB."""
 

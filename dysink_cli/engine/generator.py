@@ -23,7 +23,8 @@ from dysink_cli.engine.sampler import flow_to_x0, renoise
 from dysink_cli.engine.schedule import sigma_of
 from dysink_cli.engine.spec import LoopSpec
 from dysink_cli.model.dit import AttnContext, WanDiT
-from dysink_cli.model.rope import Rope, RopeSpec, rope_tables, wan_frequencies
+from dysink_cli.model.rope import Rope, RopeSpec, layer_freqs, rope_tables, shift_temporal, wan_frequencies
+from dysink_cli.stats import NullTimer, StageTimer
 
 
 @dataclass
@@ -43,7 +44,8 @@ class BlockGenerator:
     def __init__(self, dit: WanDiT, spec: LoopSpec, noise: NoiseSource, latent_hw: tuple[int, int],
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, batch: int = 1,
                  backend: str = "sdpa", rope: RopeSpec | None = None, describe: Describer | None = None,
-                 bank_device: torch.device | str = "cpu", max_bank_entries: int = 0) -> None:
+                 bank_device: torch.device | str = "cpu", max_bank_entries: int = 0,
+                 timer: StageTimer | None = None) -> None:
         cfg = dit.cfg
         self.dit, self.spec, self.noise = dit, spec, noise
         self.device, self.dtype, self.batch, self.backend = torch.device(device), dtype, batch, backend
@@ -62,6 +64,7 @@ class BlockGenerator:
         self.recent: deque[Tensor] = deque(maxlen=spec.capacity_frames // spec.frames_per_block + 1)
         self.block = 0
         self.text_kv: list[tuple[Tensor, Tensor]] | None = None
+        self.timer = timer or NullTimer()
 
     def _new_cache(self, capacity_frames: int, sink_frames: int = 0, raw_frames: int = 0) -> KVCache:
         cfg = self.dit.cfg
@@ -84,7 +87,8 @@ class BlockGenerator:
         """One DiT call over latents (B, F, C, H, W) at `start_frame`; returns flow in the same layout."""
         assert self.text_kv is not None, "set_prompt() first"
         frames = latents.shape[1]
-        call = (cache or self.cache).begin(start_frame, frames, window, protect_sink)
+        cache = cache or self.cache
+        call = cache.begin(start_frame, frames, window, protect_sink, self._sink_shift(cache, start_frame))
         ctx = AttnContext(call, memory, self.spec.gate_rule if memory else "off", self.spec.gate_threshold)
         t = torch.full((latents.shape[0], frames), timestep, dtype=torch.float32, device=self.device)
         flow = self.dit(latents.permute(0, 2, 1, 3, 4), t, self.text_kv, self.rope_table(start_frame, frames),
@@ -105,13 +109,17 @@ class BlockGenerator:
         memory = None
         if self.memory is not None:
             record["bank_blocks_at_block_start"] = [self.memory.block_id(f) for f in self.memory.bank.frame_indices]
-            memory, record["retrieval"] = self.memory.retrieve(f0, window, self.device, self.dtype)
+            with self.timer.stage("retrieve"):
+                memory, record["retrieval"] = self.memory.retrieve(f0, window, self.device, self.dtype)
+        if memory and s.rope_mode == "relative":
+            memory = self._clamp_memory(memory, record["retrieval"]["retrieved_frames"], f0, record["retrieval"])
         # 3. denoise: predict x0, re-noise with fresh noise
         x = self.noise.initial(b, shape).to(self.device, self.dtype)
         x0_steps, gates = [], []
         for step, timestep in enumerate(s.timesteps):
-            flow, ctx = self.forward(x, timestep, f0, window, memory)
-            x0 = flow_to_x0(x, flow, self.sigmas[step].to(self.device))
+            with self.timer.stage("denoise"):
+                flow, ctx = self.forward(x, timestep, f0, window, memory)
+                x0 = flow_to_x0(x, flow, self.sigmas[step].to(self.device))
             x0_steps.append(x0)
             gates.append(ctx)
             if step + 1 < len(s.timesteps):
@@ -119,13 +127,15 @@ class BlockGenerator:
                 x = renoise(x0, eps, self.sigmas[step + 1].to(self.device))
         record["gate"] = gate_records(gates, record.get("retrieval"))
         # 4. clean pass: writes the block's K/V (never sees retrieved memory)
-        self.forward(x0, s.context_timestep, f0, window)
+        with self.timer.stage("clean_pass"):
+            self.forward(x0, s.context_timestep, f0, window)
         # 5. policy after the block
         if s.policy == "rolling-sink":
             done = reinsert(self.cache, f0, s.horizon_frames, s.frames_per_block, self.freqs, self.grid_hw)
             record["rolling_sink"] = None if done is None else {"source_frames": done[0], "rope_first": done[1]}
         if self.memory is not None:
-            record["dedup"] = self.memory.remember(f0, x0, self.cache, s.frames_per_block * self.tokens_per_frame)
+            with self.timer.stage("remember"):
+                record["dedup"] = self.memory.remember(f0, x0, self.cache, s.frames_per_block * self.tokens_per_frame)
             record["bank_size_after_block"] = len(self.memory.bank)
         self.recent.append(x0)
         self.block += 1
@@ -151,6 +161,25 @@ class BlockGenerator:
             latents = torch.cat(list(self.recent), dim=1)[:, -n:]
             self.forward(latents, s.context_timestep, f - n, window, protect_sink=not s.zero_cache_on_switch)
         return record
+
+    def _delta(self, key_frame: int, query_frame: int) -> int:
+        """Relative RoPE: frames to move a key forward so its distance is at most the clamp."""
+        return max(0, query_frame - key_frame - self.spec.max_distance_frames)
+
+    def _clamp_memory(self, memory: list, frames: list[int], f0: int, record: dict[str, Any]) -> list:
+        """Re-rotate retrieved entries that sit further back than rope.max_distance (relative mode)."""
+        deltas = [self._delta(f, f0) for f in frames]
+        record["rope_shift_frames"] = deltas
+        return [[(shift_temporal(k, d, layer_freqs(self.freqs, layer)), v) for (k, v), d in zip(entries, deltas)]
+                for layer, entries in enumerate(memory)]
+
+    def _sink_shift(self, cache: KVCache, start_frame: int) -> Any:
+        if self.spec.rope_mode != "relative" or not cache.sink:
+            return None
+        delta = self._delta(0, start_frame)
+        if delta == 0:
+            return None
+        return lambda layer, keys: shift_temporal(keys, delta, layer_freqs(self.freqs, layer))
 
     def _recache_entry(self, entry: BankEntry) -> tuple[Tensor, Tensor]:
         """An entry's 3 frames alone at t=0 in a fresh 3-frame cache at their original positions."""

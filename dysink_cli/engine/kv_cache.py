@@ -8,6 +8,7 @@ positions; the model sees a `CacheCall` that writes the call's K/V and returns t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,8 +29,10 @@ class CallPlan:
 class CacheCall:
     """The cache as one forward sees it: `attend_kv` writes layer K/V and returns what to attend."""
 
-    def __init__(self, cache: KVCache, plan: CallPlan, raw_range: tuple[int, int] | None) -> None:
+    def __init__(self, cache: KVCache, plan: CallPlan, raw_range: tuple[int, int] | None,
+                 sink_transform: Callable[[int, Tensor], Tensor] | None = None) -> None:
         self.cache, self.plan, self.raw_range = cache, plan, raw_range
+        self.sink_transform = sink_transform  # relative RoPE: re-rotate the sink's keys per layer
 
     def attend_kv(self, layer: int, k: Tensor, v: Tensor, k_raw: Tensor) -> tuple[Tensor, Tensor, int]:
         p, c = self.plan, self.cache
@@ -40,7 +43,10 @@ class CacheCall:
             lo, hi = self.raw_range
             c.raw_k[layer, :, lo:hi] = k_raw
             c.raw_v[layer, :, lo:hi] = v
-        return c.window(layer, p.window) + (p.sink_tokens,)
+        keys, values = c.window(layer, p.window)
+        if self.sink_transform is not None and p.sink_tokens:
+            keys = torch.cat([self.sink_transform(layer, keys[:, : p.sink_tokens]), keys[:, p.sink_tokens :]], dim=1)
+        return keys, values, p.sink_tokens
 
 
 class KVCache:
@@ -84,7 +90,8 @@ class KVCache:
             window = ((0, self.sink), (local_from, new_local_end))
         return CallPlan(write_start, new_start, new_local_end, window, self.sink)
 
-    def begin(self, start_frame: int, num_frames: int, window_frames: int, protect_sink: bool = True) -> CacheCall:
+    def begin(self, start_frame: int, num_frames: int, window_frames: int, protect_sink: bool = True,
+              sink_transform: Callable[[int, Tensor], Tensor] | None = None) -> CacheCall:
         """Start a model call over frames [start_frame, +num_frames): roll if needed, advance counters."""
         tpf, n = self.tokens_per_frame, num_frames * self.tokens_per_frame
         start = start_frame * tpf
@@ -100,7 +107,7 @@ class KVCache:
             raw_range = (plan.new_start, plan.new_local_end)
         if not recompute:
             self.global_end, self.local_end = end, plan.new_local_end
-        return CacheCall(self, plan, raw_range)
+        return CacheCall(self, plan, raw_range, sink_transform)
 
     def _roll(self, evict: int) -> None:
         """Shift [sink+evict, local_end) down to `sink`; the sink never moves."""

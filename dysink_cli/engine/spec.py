@@ -29,6 +29,8 @@ class LoopSpec:
     exclusion: str = "reference"
     retrieved_bf16_roundtrip: bool = True
     zero_cache_on_switch: bool = True  # DySink/LongLive with global_sink = false
+    rope_mode: str = "absolute"  # "absolute" (reference) | "relative" (clamp sink/memory distances)
+    max_distance_frames: int = 240
 
     @property
     def uses_memory(self) -> bool:
@@ -63,4 +65,6 @@ class LoopSpec:
             exclusion=ds.exclusion,
             retrieved_bf16_roundtrip=ds.retrieved_bf16_roundtrip,
             zero_cache_on_switch=eng.policy != "static-sink",
+            rope_mode=cfg.rope.mode,
+            max_distance_frames=cfg.rope.max_distance,
         )

@@ -125,3 +125,21 @@ def rope_tables(freqs: RopeSpec, frames: Tensor, height: int, width: int,
 
 def layer_table(rope: Rope, layer: int) -> RopeTable:
     return rope[layer] if isinstance(rope, list) else rope
+
+
+def shift_temporal(x: Tensor, delta_frames: float, freqs: RopeFrequencies) -> Tensor:
+    """Re-rotate already-roped keys (B, n, H, D) by delta_frames on the temporal axis only.
+
+    Rotations compose, so a key written at frame p now reads as written at p + delta (the
+    relative-RoPE clamp of retrieved and sink blocks). delta = 0 returns x unchanged.
+    """
+    if delta_frames == 0:
+        return x
+    t = delta_frames * freqs.temporal  # (Ht, c_t)
+    zeros = torch.zeros(t.shape[0], freqs.height.shape[-1] + freqs.width.shape[-1], dtype=torch.float64)
+    angles = torch.cat([t, zeros], dim=-1)[:, None, :]  # (Ht, 1, c)
+    return apply_rope(x, RopeTable.from_angles(angles, x.device))
+
+
+def layer_freqs(freqs: RopeSpec, layer: int) -> RopeFrequencies:
+    return freqs[layer] if isinstance(freqs, list) else freqs

@@ -22,10 +22,11 @@ def init_untrained(module: nn.Module, seed: int) -> nn.Module:
     """Fill every parameter from a seeded generator, in state-dict order (the fixtures' recipe):
     matrices N(0, 1/fan_in), norm scales 1 + 0.1 N, biases 0.05 N, modulation N / sqrt(dim).
     """
-    gen = torch.Generator().manual_seed(seed)
+    device = next(module.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
     with torch.no_grad():
         for name, param in module.named_parameters():
-            noise = torch.randn(param.shape, generator=gen, dtype=torch.float32)
+            noise = torch.randn(param.shape, generator=gen, dtype=torch.float32, device=device)
             leaf = name.rsplit(".", 1)[-1]
             if "modulation" in name:
                 value = noise / math.sqrt(param.shape[-1])

@@ -1,0 +1,157 @@
+"""GPU benchmark: full-size Wan2.1-1.3B (random bf16 weights), real VAE and PE-Core-S16-384 sizes,
+832x480, N blocks per preset through the real render() with a NullSink (no ffmpeg on the GPU box).
+
+    python bench/bench.py --blocks 12 --warmup 3 --presets dysink,longlive,self-forcing
+
+Prints the floor arithmetic and a table; appends one JSON line per preset to --jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dysink_cli.config import resolve_config  # noqa: E402
+from dysink_cli.engine.events import BlockDone  # noqa: E402
+from dysink_cli.io.ffmpeg import NullSink  # noqa: E402
+from dysink_cli.job import RenderJob, Segment  # noqa: E402
+from dysink_cli.model.config import PE_CORE_S16_384, WAN_1_3B, WAN_VAE  # noqa: E402
+from dysink_cli.model.dit import WanDiT  # noqa: E402
+from dysink_cli.model.pe_core import PECoreVision  # noqa: E402
+from dysink_cli.model.tiny import init_untrained  # noqa: E402
+from dysink_cli.model.vae import WanVAE  # noqa: E402
+from dysink_cli.models import Models  # noqa: E402
+
+MATMUL_TFLOPS = 748.0  # measured bf16 matmul on the H100 (issue 6)
+ATTN_TFLOPS = 532.0  # measured cuDNN SDPA on a DySink layer
+
+
+def floor_ms(keys_frames: int, tokens_per_frame: int = 1560, frames: int = 3) -> dict[str, float]:
+    """FLOPs of one DiT forward over a block and the time at the measured rates."""
+    cfg = WAN_1_3B
+    tokens = frames * tokens_per_frame
+    per_token = 2 * (4 * cfg.dim**2 + 2 * cfg.dim**2 + 2 * cfg.dim * cfg.ffn_dim) * cfg.num_layers
+    linear = per_token * tokens
+    attn = 4 * tokens * keys_frames * tokens_per_frame * cfg.dim * cfg.num_layers
+    cross = 4 * tokens * cfg.text_len * cfg.dim * cfg.num_layers
+    return {"linear_tflop": linear / 1e12, "attn_tflop": (attn + cross) / 1e12,
+            "ms": linear / MATMUL_TFLOPS / 1e9 + (attn + cross) / ATTN_TFLOPS / 1e9}
+
+
+def build_models(device: torch.device, dtype: torch.dtype) -> Models:
+    start = time.perf_counter()
+    with torch.device(device):
+        dit = init_untrained(WanDiT(WAN_1_3B), 1).to(dtype).eval().requires_grad_(False)
+        vae = init_untrained(WanVAE(WAN_VAE), 2).to(dtype).eval().requires_grad_(False)
+        pe = init_untrained(PECoreVision(PE_CORE_S16_384), 3).float().eval().requires_grad_(False)
+    torch.cuda.synchronize()
+    print(f"built random full-size models in {time.perf_counter() - start:.1f} s", flush=True)
+    return Models(dit=dit, vae=vae, pe=pe, description="random full-size")
+
+
+def random_embeds(prompt: str, device: torch.device) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(5)
+    emb = torch.randn(1, WAN_1_3B.text_len, WAN_1_3B.text_dim, generator=gen) * 0.2
+    emb[:, 40:] = 0  # T5 output is zero after the prompt
+    return {prompt: emb}
+
+
+def run_preset(preset: str, descriptors: str, blocks: int, warmup: int, models: Models,
+               extra: list[str]) -> dict:
+    cfg = resolve_config(preset, [f"dysink.descriptors=\"{descriptors}\"", *extra])
+    seconds = (4 * 3 * blocks - 3) / cfg.output.fps
+    prompt = "benchmark"
+    job = RenderJob(segments=(Segment(0.0, prompt),), seconds=seconds, output=Path("/tmp/bench.mp4"),
+                    config=cfg, seed=1, device="cuda", overwrite=True)
+    done: list[dict] = []
+    torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    stats = render(job, lambda e: done.append(e.stats) if isinstance(e, BlockDone) else None,
+                   models=models, embeds=random_embeds(prompt, torch.device("cuda")), sink_factory=NullSink)
+    wall = time.perf_counter() - t0
+    steady = done[warmup:]
+    frames = [d["frames_written"] for d in done]
+    block_frames = 4 * cfg.engine.frames_per_block
+    stage_names = sorted({k for d in steady for k in d["ms"]})
+    ms = {k: statistics.median(d["ms"].get(k, 0.0) for d in steady) for k in stage_names}
+    block_ms = statistics.median(
+        (steady[i]["time_s"] - done[warmup + i - 1]["time_s"]) * 1000 for i in range(len(steady))
+    )
+    dit_ms = ms.get("denoise", 0.0) + ms.get("clean_pass", 0.0)
+    return {
+        "date": dt.date.today().isoformat(),
+        "device": torch.cuda.get_device_name(),
+        "commit": _commit(),
+        "preset": preset,
+        "descriptors": descriptors if cfg.engine.policy == "dysink" else "none",
+        "e2e_fps": block_frames / (block_ms / 1000),
+        "dit_fps": block_frames / (dit_ms / 1000) if dit_ms else math.nan,
+        "ttff_s": done[0]["time_s"],
+        "peak_gpu_gb": torch.cuda.max_memory_allocated() / 1e9,
+        "peak_rss_gb": stats.peak_rss_gb,
+        "ms_per_block": {"total": block_ms, **ms},
+        "blocks": blocks,
+        "frames": frames[-1],
+        "wall_s": wall,
+    }
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--blocks", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--presets", default="dysink,longlive,self-forcing")
+    parser.add_argument("--descriptors", default="standalone,shared")
+    parser.add_argument("--jsonl", type=Path, default=Path("bench/results.jsonl"))
+    parser.add_argument("--set", action="append", default=[], help="extra config overrides")
+    args = parser.parse_args()
+    device = torch.device("cuda")
+    for keys in (9, 15):
+        f = floor_ms(keys)
+        print(f"floor per forward, {keys}-frame keys: {f['linear_tflop']:.1f} TFLOP linear + "
+              f"{f['attn_tflop']:.1f} TFLOP attention = {f['ms']:.1f} ms at {MATMUL_TFLOPS:g}/{ATTN_TFLOPS:g} TFLOP/s")
+    dysink_block = 4 * floor_ms(15)["ms"] + floor_ms(9)["ms"]
+    print(f"DySink block floor (4 steps x 15 frames + clean pass x 9): {dysink_block:.0f} ms -> "
+          f"{12 / dysink_block * 1000:.1f} FPS DiT-only ceiling", flush=True)
+    models = build_models(device, torch.bfloat16)
+    rows = []
+    for preset in args.presets.split(","):
+        modes = args.descriptors.split(",") if preset.startswith("dysink") else ["standalone"]
+        for mode in modes:
+            row = run_preset(preset, mode, args.blocks, args.warmup, models, args.set)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            args.jsonl.parent.mkdir(parents=True, exist_ok=True)
+            with open(args.jsonl, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+    print("\n| preset | descriptors | e2e FPS | DiT FPS | TTFF s | peak GPU GB | peak RSS GB | ms/block (stages) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        stages = ", ".join(f"{k} {v:.0f}" for k, v in r["ms_per_block"].items())
+        print(f"| {r['preset']} | {r['descriptors']} | {r['e2e_fps']:.1f} | {r['dit_fps']:.1f} | {r['ttff_s']:.2f} | "
+              f"{r['peak_gpu_gb']:.1f} | {r['peak_rss_gb']:.1f} | {stages} |")
+
+
+from dysink_cli.render import render  # noqa: E402
+
+if __name__ == "__main__":
+    main()
