@@ -31,9 +31,10 @@ class DySinkMemory:
     """Bank + query queue + the reference's retrieval and dedup rules."""
 
     def __init__(self, spec: LoopSpec, describe: Describer, storage_device: torch.device | str = "cpu",
-                 max_entries: int = 0) -> None:
+                 max_entries: int = 0, bank: MemoryBank | None = None) -> None:
+        """`bank` is a ready tiered bank; else an in-RAM one with its device tier on storage_device."""
         self.spec, self.describe, self.storage_device = spec, describe, storage_device
-        self.bank = MemoryBank(max_entries)
+        self.bank = bank if bank is not None else MemoryBank(max_entries, device=storage_device)
         self.queries: deque[Tensor] = deque(maxlen=spec.query_blocks)
 
     def window_frames(self) -> int:
@@ -49,12 +50,8 @@ class DySinkMemory:
         if not self.queries or not len(self.bank):
             return None, None
         s = self.spec
-        exclusion = window if s.exclusion == "reference" else window - s.frames_per_block
-        frames = self.bank.frame_indices
-        excluded = excluded_mask(frames, start_frame, exclusion, s.sink_frames)
-        scores = retrieval_scores(torch.stack(list(self.queries)), self.bank.descriptors())
-        picked = select_top_k(scores, excluded, s.top_k)
-        order = sorted(picked, key=lambda p: frames[p])
+        exclusion, frames, scores, picked, order = self._select(start_frame, window)
+        self.bank.prefetch(order)
         roundtrip = torch.bfloat16 if s.retrieved_bf16_roundtrip else None
         memory = self.bank.layer_kv(order, roundtrip, device, dtype) if order else None
         excluded_frames = sorted(set(range(s.sink_frames)) | set(range(max(0, start_frame - exclusion), start_frame)))
@@ -69,6 +66,16 @@ class DySinkMemory:
         }
         return memory, record
 
+    def _select(self, start_frame: int, window: int) -> tuple[int, list[int], Tensor, list[int], list[int]]:
+        """Exclusion span, bank frames, scores, top-k positions by score, and those in frame order."""
+        s = self.spec
+        exclusion = window if s.exclusion == "reference" else window - s.frames_per_block
+        frames = self.bank.frame_indices
+        excluded = excluded_mask(frames, start_frame, exclusion, s.sink_frames)
+        scores = retrieval_scores(torch.stack(list(self.queries)), self.bank.descriptors())
+        picked = select_top_k(scores, excluded, s.top_k)
+        return exclusion, frames, scores, picked, sorted(picked, key=lambda p: frames[p])
+
     def remember(self, start_frame: int, latents: Tensor, cache: KVCache, tokens: int) -> dict[str, Any]:
         """After the clean pass: describe, dedup against every entry, store, queue the descriptor."""
         descriptor = self.describe(latents).float().cpu()
@@ -77,9 +84,10 @@ class DySinkMemory:
         add = not len(self.bank) or max_sim <= self.spec.dedup_threshold
         if add:
             k, v = cache.last_tokens(tokens)
-            dev = self.storage_device
-            self.bank.add(BankEntry(start_frame, descriptor, k.to(dev), v.to(dev), latents.detach().to(dev)))
+            self.bank.add(BankEntry(start_frame, descriptor, k, v, latents.detach()))
         self.queries.append(descriptor)
+        if len(self.bank):  # the next block's retrieval is decided now: start its loads early
+            self.bank.prefetch(self._select(start_frame + self.spec.frames_per_block, self.window_frames())[4])
         return {
             "descriptor": descriptor,
             "max_similarity_to_bank": max_sim if frames else None,
@@ -90,8 +98,9 @@ class DySinkMemory:
     def recache_entries(self, forward_entry: Callable[[BankEntry], tuple[Tensor, Tensor]]) -> list[dict[str, Any]]:
         """Prompt switch: recompute every entry's K/V alone with the new prompt (bank order)."""
         records = []
-        for pos, entry in enumerate(self.bank.entries):
+        for pos in range(len(self.bank)):
+            entry = self.bank.entry(pos)
             k, v = forward_entry(entry)
-            self.bank.replace_kv(pos, k.to(self.storage_device), v.to(self.storage_device))
+            self.bank.replace_kv(pos, k, v)
             records.append({"entry_frame": entry.frame_index, "updated": True})
         return records

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from dysink_cli.engine.dysink import Describer, DySinkMemory
 from dysink_cli.engine.kv_cache import KVCache
-from dysink_cli.engine.memory_bank import BankEntry
+from dysink_cli.engine.memory_bank import BankEntry, MemoryBank
 from dysink_cli.engine.noise import NoiseSource
 from dysink_cli.engine.rolling_sink import reinsert
 from dysink_cli.engine.sampler import flow_to_x0, renoise
@@ -45,7 +45,7 @@ class BlockGenerator:
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, batch: int = 1,
                  backend: str = "sdpa", rope: RopeSpec | None = None, describe: Describer | None = None,
                  bank_device: torch.device | str = "cpu", max_bank_entries: int = 0,
-                 timer: StageTimer | None = None) -> None:
+                 timer: StageTimer | None = None, bank: MemoryBank | None = None) -> None:
         cfg = dit.cfg
         self.dit, self.spec, self.noise = dit, spec, noise
         self.device, self.dtype, self.batch, self.backend = torch.device(device), dtype, batch, backend
@@ -59,7 +59,7 @@ class BlockGenerator:
         if spec.uses_memory:
             if describe is None:
                 raise ValueError("the dysink policy needs a descriptor function")
-            self.memory = DySinkMemory(spec, describe, bank_device, max_bank_entries)
+            self.memory = DySinkMemory(spec, describe, bank_device, max_bank_entries, bank=bank)
         self.sigmas = [sigma_of(t, spec.shift) for t in spec.timesteps]
         self.recent: deque[Tensor] = deque(maxlen=spec.capacity_frames // spec.frames_per_block + 1)
         self.block = 0

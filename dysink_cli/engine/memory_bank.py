@@ -1,15 +1,58 @@
-"""MemoryBank: DySink's store of past blocks (clean K/V of every layer, descriptor, latent, frame).
+"""MemoryBank: DySink's store of past blocks, the one owner of the index and of three storage tiers.
 
-The bank owns its entries; retrieval hands out per-layer K/V of chosen entries. Descriptors stay
-in one (N, D) matrix for scoring.
+The index (frame indices, (N, D) descriptors, insertion order) is always complete and in RAM, so
+retrieval never depends on where an entry lives. Payloads (k, v, latent) live on the device (the
+entries retrieved for the current block plus an LRU of `gpu_entries`), in host RAM (an LRU of
+`ram_gb`, pinned with CUDA) and on disk (one safetensors file per entry in `work_dir`).
+Eviction policy: see EVICTION_POLICY.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from dysink_cli.engine.bank_store import (
+    KV_FORMATS,
+    DeviceKV,
+    DeviceLoader,
+    Payload,
+    SpillWriter,
+    check_entry,
+    decode_kv,
+    encode_entry,
+    open_work_dir,
+    read_entry,
+    remove_orphans,
+)
+from dysink_cli.errors import ConfigError, ResumeError
+
+log = logging.getLogger(__name__)
+
+EVICTION_POLICY = """\
+The bank drops its oldest entry (FIFO, as the reference's memory_max_entries) from every tier and
+from the index, with an INFO log line, while it holds more than bank.max_entries entries or more
+than bank.disk_gb of payload (every entry counts, wherever it lives, since any entry may end up on
+disk; this keeps the decision independent of the tiers). When host RAM holds more than bank.ram_gb
+of payload, the least recently used entries spill to disk: an entry is written once, and one whose
+file is current is just dropped from RAM. The device keeps the entries retrieved for the current
+block plus the bank.gpu_entries most recently retrieved others. Files still named by the last
+checkpoint are deleted only at the next checkpoint, so disk use can exceed bank.disk_gb by the
+entries evicted since then. Without a work folder there is no disk and no byte cap: everything
+stays in RAM. GB = 1e9 bytes of stored payload (fp8 halves a bf16 entry)."""
+
+COUNTERS = ("retrieved", "spills", "spilled_bytes", "ram_drops", "reloads_disk_to_ram", "reloads_ram_to_gpu",
+            "evictions", "evicted_bytes")
+STATE_VERSION = 1
 
 
 @dataclass
@@ -23,35 +66,257 @@ class BankEntry:
     latent: Tensor
 
 
-class MemoryBank:
-    """Entries in insertion order; optional FIFO cap (`max_entries`, 0 = unlimited)."""
+@dataclass(frozen=True)
+class DiskFile:
+    """The file written (or queued) for payload `version` of an entry."""
 
-    def __init__(self, max_entries: int = 0) -> None:
-        self.max_entries = max_entries
-        self.entries: list[BankEntry] = []
+    name: str
+    version: int
+    nbytes: int
+
+
+class BankEntries(Sequence[BankEntry]):
+    """Read-only view of the entries in bank order; each access loads the entry to CPU."""
+
+    def __init__(self, bank: MemoryBank) -> None:
+        self._bank = bank
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self._bank)
+
+    def __getitem__(self, position: int) -> BankEntry:  # type: ignore[override]
+        return self._bank.entry(position)
+
+    def __iter__(self) -> Iterator[BankEntry]:
+        return (self._bank.entry(p) for p in range(len(self._bank)))
+
+
+class MemoryBank:
+    """Entries in insertion order with tiered payloads; see EVICTION_POLICY for the caps."""
+
+    def __init__(self, max_entries: int = 0, work_dir: Path | str | None = None, ram_gb: float = 8.0,
+                 disk_gb: float = 64.0, gpu_entries: int = 4, dtype: str = "same",
+                 device: torch.device | str = "cpu") -> None:
+        for key, value in (("max_entries", max_entries), ("ram_gb", ram_gb), ("gpu_entries", gpu_entries)):
+            if value < 0:
+                raise ConfigError(f"bank.{key} = {value} is negative", f"set bank.{key} to 0 or more")
+        if disk_gb <= 0:
+            raise ConfigError(f"bank.disk_gb = {disk_gb} must be positive", "set bank.disk_gb above 0")
+        if dtype not in KV_FORMATS:
+            raise ConfigError(f"bank.dtype = {dtype!r} is not one of {', '.join(KV_FORMATS)}",
+                              "set bank.dtype to one of them")
+        self.max_entries, self.gpu_entries, self.dtype = max_entries, gpu_entries, dtype
+        self.device = torch.device(device)
+        self.work_dir = None if work_dir is None else open_work_dir(Path(work_dir))
+        self.ram_budget = float("inf") if work_dir is None else ram_gb * 1e9
+        self.disk_budget = float("inf") if work_dir is None else disk_gb * 1e9
+        self.pin = self.device.type == "cuda"
+        # index: always complete
+        self._ids: list[int] = []
+        self._frames: list[int] = []
+        self._desc = torch.zeros(0, 0)  # (N, D) float32
+        self._version: dict[int, int] = {}
+        self._nbytes: dict[int, int] = {}
+        self._next_id = 0
+        # tiers
+        self._gpu: OrderedDict[int, DeviceKV] = OrderedDict()
+        self._loading: dict[int, Future[tuple[Payload, DeviceKV]]] = {}
+        self._ram: OrderedDict[int, Payload] = OrderedDict()
+        self._ram_bytes = 0
+        self._pending: dict[int, tuple[int, Payload]] = {}  # writes in flight, shared with the writer
+        self._lock = threading.Lock()
+        self._files: dict[int, DiskFile] = {}
+        self._protected: set[str] = set()  # named by the last checkpoint
+        self._deferred: dict[str, int] = {}  # name -> bytes, deleted at the next checkpoint
+        self._writer = SpillWriter()
+        self._loader = DeviceLoader(self.device)
+        self.counters = dict.fromkeys(COUNTERS, 0)
+
+    # ---- index -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._ids)
 
     @property
     def frame_indices(self) -> list[int]:
-        return [e.frame_index for e in self.entries]
+        return list(self._frames)
+
+    @property
+    def entries(self) -> BankEntries:
+        return BankEntries(self)
 
     def descriptors(self) -> Tensor:
-        """(N, D) float32 matrix of the entries' descriptors."""
-        if not self.entries:
-            return torch.zeros(0, 0)
-        return torch.stack([e.descriptor.float() for e in self.entries])
+        """(N, D) float32 matrix of the entries' descriptors (never modified in place)."""
+        return self._desc
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self._nbytes.values())
 
     def add(self, entry: BankEntry) -> None:
-        self.entries.append(entry)
-        if self.max_entries and len(self.entries) > self.max_entries:
-            self.entries.pop(0)
+        """Store an entry (copied to host RAM), then apply the caps and the RAM budget."""
+        payload = encode_entry(entry.k, entry.v, entry.latent, self.dtype, self.pin)
+        if payload.nbytes > self.disk_budget:
+            raise ConfigError(f"bank.disk_gb = {self.disk_budget / 1e9:g} is smaller than one entry "
+                              f"({payload.nbytes / 1e9:.3g} GB)", "raise bank.disk_gb or use bank.dtype fp8")
+        eid, self._next_id = self._next_id, self._next_id + 1
+        row = entry.descriptor.detach().float().cpu().reshape(1, -1)
+        self._ids.append(eid)
+        self._frames.append(entry.frame_index)
+        self._desc = row if len(self._ids) == 1 else torch.cat([self._desc, row])
+        self._version[eid], self._nbytes[eid] = 0, payload.nbytes
+        self._ram_put(eid, payload)
+        self._apply_caps()
+        self._spill_over_budget()
+
+    def _apply_caps(self) -> None:
+        while self.max_entries and len(self._ids) > self.max_entries:
+            self._evict_oldest(f"max_entries = {self.max_entries}")
+        while self.total_bytes > self.disk_budget:
+            self._evict_oldest(f"disk_gb = {self.disk_budget / 1e9:g}")
+
+    def _evict_oldest(self, reason: str) -> None:
+        eid, frame = self._ids.pop(0), self._frames.pop(0)
+        self._desc = self._desc[1:]
+        self._drop_copies(eid)
+        file = self._files.pop(eid, None)
+        if file is not None:
+            self._remove_file(file)
+        nbytes = self._nbytes.pop(eid)
+        del self._version[eid]
+        self.counters["evictions"] += 1
+        self.counters["evicted_bytes"] += nbytes
+        log.info("memory bank: evicted the entry of frame %d (%s)", frame, reason)
+
+    def _drop_copies(self, eid: int) -> None:
+        """Forget every in-memory copy of an entry (device, loads in flight, RAM, pending write)."""
+        self._gpu.pop(eid, None)
+        future = self._loading.pop(eid, None)
+        if future is not None:
+            future.exception()  # wait; a corrupt file no longer matters
+        self._ram_pop(eid)
+        with self._lock:
+            self._pending.pop(eid, None)
+
+    # ---- RAM and disk ------------------------------------------------------------------------
+    def _ram_put(self, eid: int, payload: Payload) -> None:
+        self._ram_pop(eid)
+        self._ram[eid] = payload
+        self._ram_bytes += payload.nbytes
+
+    def _ram_pop(self, eid: int) -> None:
+        payload = self._ram.pop(eid, None)
+        if payload is not None:
+            self._ram_bytes -= payload.nbytes
+
+    def _is_clean(self, eid: int) -> bool:
+        file = self._files.get(eid)
+        return file is not None and file.version == self._version[eid]
+
+    def _path(self, name: str) -> Path:
+        assert self.work_dir is not None
+        return self.work_dir / name
+
+    def _write(self, eid: int, payload: Payload) -> None:
+        """Queue the current payload's file (write-behind on the writer thread)."""
+        version = self._version[eid]
+        file = DiskFile(f"entry_{eid:08d}_v{version}.safetensors", version, payload.nbytes)
+        self._files[eid] = file
+        with self._lock:
+            self._pending[eid] = (version, payload)
+
+        def written() -> None:
+            with self._lock:
+                if self._pending.get(eid, (None,))[0] == version:
+                    del self._pending[eid]
+
+        self._writer.write(self._path(file.name), payload, written)
+        self.counters["spills"] += 1
+        self.counters["spilled_bytes"] += payload.nbytes
+        log.debug("memory bank: spilling entry %d (%d bytes)", eid, payload.nbytes)
+
+    def _spill_over_budget(self) -> None:
+        while self._ram_bytes > self.ram_budget and self._ram:
+            eid, payload = next(iter(self._ram.items()))
+            if self._is_clean(eid):
+                self.counters["ram_drops"] += 1
+            else:
+                self._write(eid, payload)
+            self._ram_pop(eid)
+
+    def _remove_file(self, file: DiskFile) -> None:
+        if file.name in self._protected:
+            self._deferred[file.name] = file.nbytes
+        else:
+            self._writer.delete(self._path(file.name))
+
+    def _host_payload(self, eid: int) -> Payload | None:
+        """The payload from RAM (marked recently used) or from a write in flight; None if on disk only."""
+        if eid in self._ram:
+            self._ram.move_to_end(eid)
+            return self._ram[eid]
+        with self._lock:
+            pending = self._pending.get(eid)
+        return pending[1] if pending is not None and pending[0] == self._version[eid] else None
+
+    def _payload(self, eid: int) -> Payload:
+        """The entry's host payload, reading its file into RAM if needed (synchronous)."""
+        self._harvest(eid)
+        payload = self._host_payload(eid)
+        if payload is None:
+            file = self._files[eid]
+            payload = read_entry(self._path(file.name), file.nbytes, pin=self.pin)
+            self.counters["reloads_disk_to_ram"] += 1
+            self._ram_put(eid, payload)
+            self._spill_over_budget()
+        return payload
+
+    # ---- device tier and retrieval ----------------------------------------------------------
+    def prefetch(self, positions: Sequence[int]) -> None:
+        """Start bringing these entries to the device (disk reads on a thread, H2D on a side stream)."""
+        self._harvest()
+        want = [self._ids[p] for p in positions]
+        for eid in want:
+            if eid in self._gpu:
+                self._gpu.move_to_end(eid)
+            elif eid not in self._loading:
+                payload = self._host_payload(eid)
+                if payload is None:
+                    file = self._files[eid]
+                    self._loading[eid] = self._loader.load(self._path(file.name), file.nbytes)
+                else:
+                    self._gpu[eid] = self._loader.to_device(payload)
+                    self.counters["reloads_ram_to_gpu"] += 1
+        self._trim_gpu(set(want))
+
+    def _harvest(self, only: int | None = None) -> None:
+        """Move finished loads (or wait for `only`) into RAM and the device tier."""
+        for eid in [only] if only is not None else list(self._loading):
+            future = self._loading.get(eid)
+            if future is None or (only is None and not future.done()):
+                continue
+            del self._loading[eid]
+            payload, kv = future.result()
+            self._ram_put(eid, payload)
+            self._gpu[eid] = kv
+            self.counters["reloads_disk_to_ram"] += 1
+            self.counters["reloads_ram_to_gpu"] += 1
+        self._spill_over_budget()
+
+    def _trim_gpu(self, keep: set[int]) -> None:
+        others = [eid for eid in self._gpu if eid not in keep]  # least recently used first
+        for eid in others[: max(0, len(others) - self.gpu_entries)]:
+            del self._gpu[eid]
 
     def layer_kv(self, positions: list[int], dtype_roundtrip: torch.dtype | None,
                  device: torch.device, dtype: torch.dtype) -> list[list[tuple[Tensor, Tensor]]]:
         """memory[layer] = [(k, v) of each chosen entry] for the DiT (optionally bf16-rounded)."""
-        chosen = [self.entries[p] for p in positions]
+        self.prefetch(positions)
+        want = [self._ids[p] for p in positions]
+        self.counters["retrieved"] += len(want)
+        for eid in want:
+            self._harvest(eid)
+        self._trim_gpu(set(want))
+        chosen = [self._loader.ready(self._gpu[eid]) for eid in want]
         num_layers = chosen[0].k.shape[0] if chosen else 0
 
         def prep(t: Tensor) -> Tensor:
@@ -62,8 +327,125 @@ class MemoryBank:
 
         ks = [prep(e.k) for e in chosen]
         vs = [prep(e.v) for e in chosen]
-        return [[(k[layer], v[layer]) for k, v in zip(ks, vs)] for layer in range(num_layers)]
+        return [[(k[layer], v[layer]) for k, v in zip(ks, vs, strict=True)] for layer in range(num_layers)]
+
+    def entry(self, position: int) -> BankEntry:
+        """The whole entry on the CPU, k and v in their original dtype."""
+        eid = self._ids[position]
+        payload = self._payload(eid)
+        payload.wait()
+        kv = decode_kv(payload, torch.device("cpu"))
+        return BankEntry(self._frames[position], self._desc[position], kv.k, kv.v, payload.tensors["latent"])
 
     def replace_kv(self, position: int, k: Tensor, v: Tensor) -> None:
         """New K/V for an entry (prompt-switch re-cache); descriptor and latent stay."""
-        self.entries[position].k, self.entries[position].v = k, v
+        eid = self._ids[position]
+        latent = self._payload(eid).tensors["latent"]
+        payload = encode_entry(k, v, latent, self.dtype, self.pin)
+        self._drop_copies(eid)
+        self._version[eid] += 1
+        file = self._files.pop(eid, None)
+        if file is not None:
+            self._remove_file(file)
+        self._nbytes[eid] = payload.nbytes
+        self._ram_put(eid, payload)
+        self._apply_caps()
+        self._spill_over_budget()
+
+    # ---- persistence, stats, shutdown --------------------------------------------------------
+    def flush(self) -> None:
+        """Wait for every queued spill write and file delete; raise the first write error."""
+        self._writer.flush()
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Write every entry not yet on disk, wait, and return the state (see `state_dict`).
+
+        Files named by this state are kept until the next checkpoint, so the state stays loadable.
+        """
+        if self.work_dir is None:
+            raise ValueError("checkpoint() needs a bank with a work folder")
+        for eid in self._ids:
+            if not self._is_clean(eid):
+                self._write(eid, self._ram[eid])
+        self.flush()
+        state = self.state_dict()
+        self._protected = {row["file"] for row in state["entries"]}
+        for name in [n for n in self._deferred if n not in self._protected]:
+            (self.work_dir / name).unlink(missing_ok=True)
+            del self._deferred[name]
+        return state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Index, descriptors (N, D) tensor, file names (None for an entry only in RAM), counters."""
+        rows = [{"id": eid, "frame_index": frame, "version": self._version[eid], "nbytes": self._nbytes[eid],
+                 "file": self._files[eid].name if self._is_clean(eid) else None}
+                for eid, frame in zip(self._ids, self._frames, strict=True)]
+        return {"state_version": STATE_VERSION, "dtype": self.dtype, "next_id": self._next_id,
+                "entries": rows, "descriptors": self._desc.clone(), "counters": dict(self.counters)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], work_dir: Path | str, **options: Any) -> MemoryBank:
+        """Reopen a bank from `checkpoint()`'s state and its work folder (options as the constructor).
+
+        Files the state does not name (written after that checkpoint) are deleted.
+        """
+        bank = cls(work_dir=work_dir, **options)
+        assert bank.work_dir is not None
+        try:
+            if state["state_version"] != STATE_VERSION:
+                raise ValueError(f"state version {state['state_version']}, expected {STATE_VERSION}")
+            rows, desc = state["entries"], state["descriptors"]
+            if rows and desc.shape[0] != len(rows):
+                raise ValueError(f"{len(rows)} entries but {desc.shape[0]} descriptors")
+            for row in rows:
+                if row["file"] is None:
+                    raise ValueError(f"the entry of frame {row['frame_index']} was never written to disk")
+                eid = int(row["id"])
+                check_entry(bank.work_dir / row["file"], int(row["nbytes"]))
+                bank._ids.append(eid)
+                bank._frames.append(int(row["frame_index"]))
+                bank._version[eid], bank._nbytes[eid] = int(row["version"]), int(row["nbytes"])
+                bank._files[eid] = DiskFile(row["file"], int(row["version"]), int(row["nbytes"]))
+            bank._desc = desc.float().clone() if rows else torch.zeros(0, 0)
+            bank._next_id = int(state["next_id"])
+            bank.counters.update({k: int(v) for k, v in state.get("counters", {}).items() if k in COUNTERS})
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ResumeError(f"the memory-bank state in the checkpoint is not usable: {err}",
+                              "start the render again without resuming") from None
+        bank._protected = {f.name for f in bank._files.values()}
+        for name in remove_orphans(bank.work_dir, bank._protected):
+            log.info("memory bank: removed %s (written after the checkpoint)", name)
+        bank._apply_caps()
+        bank._spill_over_budget()
+        return bank
+
+    def stats(self) -> dict[str, int]:
+        """Counters (retrieved, spills, reloads disk->RAM and RAM->GPU, evictions) and entries/bytes per tier.
+
+        The "gpu" tier is the device tier: on a CPU device it holds decoded CPU tensors.
+        """
+        with self._lock:
+            pending = list(self._pending.values())
+        return {
+            **self.counters,
+            "entries": len(self._ids),
+            "total_bytes": self.total_bytes,
+            "gpu_entries": len(self._gpu),
+            "gpu_bytes": sum(kv.nbytes for kv in self._gpu.values()),
+            "ram_entries": len(self._ram),
+            "ram_bytes": self._ram_bytes,
+            "pending_writes": len(pending),
+            "pending_bytes": sum(p.nbytes for _, p in pending),
+            "disk_entries": len(self._files),
+            "disk_bytes": sum(f.nbytes for f in self._files.values()) + sum(self._deferred.values()),
+        }
+
+    def close(self) -> None:
+        """Finish queued writes and stop the threads (the bank stays readable from RAM and disk)."""
+        try:
+            self.flush()
+        finally:
+            self._writer.close()
+            for future in self._loading.values():
+                future.exception()
+            self._loader.close()

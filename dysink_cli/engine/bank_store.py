@@ -1,0 +1,336 @@
+"""Storage tiers of the memory bank: the payload codec (same / fp8), entry files, the spill writer.
+
+A payload is one entry's host tensors (k, v, latent, and per-layer scales for fp8). Files are
+safetensors written by `write_entry` (tmp + rename, real OSErrors) and read by `read_entry`.
+`SpillWriter` runs writes and deletes in order on one thread; `DeviceLoader` reads files and copies
+to the device on a side CUDA stream. The policy (which entry lives where) is memory_bank's.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from torch import Tensor
+
+from dysink_cli.errors import OutputError, ResumeError
+
+FP8 = torch.float8_e4m3fn
+KV_FORMATS = ("same", "fp8")
+_ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+              FP8: "F8_E4M3", torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8"}
+_ST_SIZES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "F8_E4M3": 1, "I64": 8, "I32": 4, "U8": 1}
+ENTRY_GLOB = "entry_*.safetensors*"
+
+
+@dataclass
+class Payload:
+    """Host tensors of one entry: k, v (L, B, n, H, D) as stored, latent (B, F, C, H, W), and for
+    fp8 k_scale, v_scale (L,). `ready` is a CUDA event while the copy into them is in flight."""
+
+    tensors: dict[str, Tensor]
+    kv_dtype: torch.dtype
+    ready: Any = None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+    @property
+    def fmt(self) -> str:
+        return "fp8" if "k_scale" in self.tensors else "same"
+
+    def wait(self) -> None:
+        if self.ready is not None:
+            self.ready.synchronize()
+
+
+@dataclass
+class DeviceKV:
+    """Decoded k, v (L, B, n, H, D) on the compute device; `ready` is the side-stream event or None."""
+
+    k: Tensor
+    v: Tensor
+    ready: Any = None
+
+    @property
+    def nbytes(self) -> int:
+        return 2 * self.k.numel() * self.k.element_size()
+
+
+def quantize_fp8(t: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-layer scaling to float8_e4m3fn: t (L, ...) -> q (L, ...), scale (L,) float32.
+
+    The scale is the power of two that maps the layer's absmax into [128, 256): scaling is then
+    exact, so CPU and CUDA quantize bit-identically (only the fp8 rounding itself loses bits).
+    """
+    amax = t.detach().abs().flatten(1).amax(dim=1).float()
+    _, exponent = torch.frexp(amax)  # amax = m * 2**exponent, m in [0.5, 1)
+    biased = (exponent.int() - 8 + 127).clamp(1, 254)  # float32 bits of 2**(exponent - 8), built exactly
+    scale = torch.where(amax > 0, (biased << 23).view(torch.float32), torch.ones_like(amax))
+    shape = (-1,) + (1,) * (t.dim() - 1)
+    return (t.float() / scale.view(shape)).to(FP8), scale
+
+
+def dequantize_fp8(q: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
+    """Inverse of quantize_fp8: q (L, ...) * scale (L,) in float32, then cast to dtype."""
+    return (q.float() * scale.view((-1,) + (1,) * (q.dim() - 1))).to(dtype)
+
+
+def _to_host(t: Tensor, pin: bool) -> Tensor:
+    if t.device.type == "cpu":
+        return t.pin_memory() if pin and not t.is_pinned() else t.contiguous()
+    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=pin)
+    return host.copy_(t, non_blocking=pin)
+
+
+def encode_entry(k: Tensor, v: Tensor, latent: Tensor, fmt: str, pin: bool) -> Payload:
+    """Payload in host memory (pinned when `pin`); fp8 quantizes on the source device first."""
+    if fmt not in KV_FORMATS:
+        raise ValueError(f"bank dtype {fmt!r} is not one of {KV_FORMATS}")
+    if fmt == "fp8":
+        (qk, sk), (qv, sv) = quantize_fp8(k), quantize_fp8(v)
+        tensors = {"k": qk, "v": qv, "k_scale": sk, "v_scale": sv}
+    else:
+        tensors = {"k": k, "v": v}
+    tensors["latent"] = latent.detach()
+    source_on_cuda = any(t.device.type == "cuda" for t in tensors.values())
+    host = {name: _to_host(t, pin) for name, t in tensors.items()}
+    ready = None
+    if source_on_cuda:
+        ready = torch.cuda.Event()
+        ready.record()
+    return Payload(host, k.dtype, ready)
+
+
+def decode_kv(payload: Payload, device: torch.device, non_blocking: bool = False) -> DeviceKV:
+    """k, v in their original dtype on `device` (dequantized when stored as fp8)."""
+    t = payload.tensors
+    k, v = t["k"].to(device, non_blocking=non_blocking), t["v"].to(device, non_blocking=non_blocking)
+    if payload.fmt == "fp8":
+        k = dequantize_fp8(k, t["k_scale"].to(device, non_blocking=non_blocking), payload.kv_dtype)
+        v = dequantize_fp8(v, t["v_scale"].to(device, non_blocking=non_blocking), payload.kv_dtype)
+    return DeviceKV(k, v)
+
+
+def output_error(err: OSError, what: str) -> OutputError:
+    """OutputError for a failed write: disk full or anything else the OS refused."""
+    if err.errno == errno.ENOSPC:
+        return OutputError(f"disk full while writing {what}",
+                           "free disk space or lower bank.disk_gb; the video written so far is kept")
+    return OutputError(f"cannot write {what}: {err.strerror or err}",
+                       "make the render's work folder writable or choose another output location")
+
+
+def write_entry(path: Path, payload: Payload) -> None:
+    """Write a payload as a safetensors file (streamed, tmp + rename). Raises OSError."""
+    payload.wait()
+    names = sorted(payload.tensors)
+    tensors = [payload.tensors[n].contiguous() for n in names]
+    header: dict[str, Any] = {"__metadata__": {"format": payload.fmt,
+                                                "kv_dtype": str(payload.kv_dtype).removeprefix("torch.")}}
+    offset = 0
+    for name, t in zip(names, tensors, strict=True):
+        size = t.numel() * t.element_size()
+        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + size]}
+        offset += size
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(len(head).to_bytes(8, "little") + head)
+            for t in tensors:
+                f.write(t.reshape(-1).view(torch.uint8).numpy().data)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _corrupt(path: Path, err: Exception | str) -> ResumeError:
+    detail = (str(err).splitlines() or ["unreadable"])[0]
+    return ResumeError(f"memory-bank entry {path.name} is corrupt or missing: {detail}",
+                       f"start the render again without resuming, or delete {path.parent}")
+
+
+def read_entry(path: Path, nbytes: int | None = None, pin: bool = False) -> Payload:
+    """Read an entry file; ResumeError if missing, truncated, or not the expected size."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except (OSError, SafetensorError) as err:
+        raise _corrupt(path, err) from None
+    kv_dtype = getattr(torch, meta.get("kv_dtype", ""), None)
+    if not {"k", "v", "latent"} <= set(tensors) or not isinstance(kv_dtype, torch.dtype):
+        raise _corrupt(path, "missing tensors or metadata")
+    payload = Payload({n: t.pin_memory() if pin else t for n, t in tensors.items()}, kv_dtype)
+    if nbytes is not None and payload.nbytes != nbytes:
+        raise _corrupt(path, f"{payload.nbytes} bytes of tensors, expected {nbytes}")
+    return payload
+
+
+def check_entry(path: Path, nbytes: int) -> None:
+    """Header-only check of an entry file (resume): present, parseable, expected tensor bytes."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            total = 0
+            for name in f.keys():
+                sl = f.get_slice(name)
+                numel = 1
+                for d in sl.get_shape():
+                    numel *= d
+                total += numel * _ST_SIZES[sl.get_dtype()]
+    except (OSError, SafetensorError) as err:
+        raise _corrupt(path, err) from None
+    if total != nbytes:
+        raise _corrupt(path, f"{total} bytes of tensors, expected {nbytes}")
+
+
+def open_work_dir(path: Path) -> Path:
+    """Create the work folder and prove it is writable; OutputError otherwise."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_probe"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise output_error(err, f"the memory-bank work folder {path}") from None
+    return path
+
+
+def remove_orphans(work_dir: Path, keep: set[str]) -> list[str]:
+    """Delete entry files (and unfinished .tmp files) not named in `keep`; return their names."""
+    removed = []
+    for path in sorted(work_dir.glob(ENTRY_GLOB)):
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
+class SpillWriter:
+    """One background thread that writes and deletes entry files in submission order.
+
+    The queue is bounded (`put` blocks: back-pressure). The first OSError is kept as an OutputError
+    and raised by the next `write`, `delete` or `flush`; later jobs are skipped.
+    """
+
+    def __init__(self, max_queue: int = 4) -> None:
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=max_queue)
+        self._thread: threading.Thread | None = None
+        self.error: Exception | None = None
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                if job is None:
+                    return
+                if self.error is None:
+                    job()
+            except OSError as err:
+                self.error = output_error(err, "a memory-bank entry")
+            except Exception as err:  # keep the thread alive so flush() returns and re-raises
+                self.error = err
+            finally:
+                self._queue.task_done()
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        self.raise_error()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="dysink-bank-writer", daemon=True)
+            self._thread.start()
+        self._queue.put(job)
+
+    def write(self, path: Path, payload: Payload, done: Callable[[], None]) -> None:
+        """Write `payload` to `path`, then call `done()` on the writer thread."""
+
+        def job() -> None:
+            try:
+                write_entry(path, payload)
+            except OSError as err:
+                self.error = output_error(err, f"memory-bank entry {path}")
+                return
+            done()
+
+        self._submit(job)
+
+    def delete(self, path: Path) -> None:
+        self._submit(lambda: path.unlink(missing_ok=True))
+
+    def flush(self) -> None:
+        """Wait until every submitted job ran; raise the first write error."""
+        if self._thread is not None:
+            self._queue.join()
+        self.raise_error()
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+
+class DeviceLoader:
+    """Reads entry files on a thread and copies host payloads to the device (side stream on CUDA)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.stream = torch.cuda.Stream(device) if self.cuda else None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def to_device(self, payload: Payload) -> DeviceKV:
+        """Start the H2D copy (and fp8 dequantization) of a host payload; CPU: decode now."""
+        if not self.cuda:
+            return decode_kv(payload, self.device)
+        with torch.cuda.stream(self.stream):
+            if payload.ready is not None:
+                self.stream.wait_event(payload.ready)
+            out = decode_kv(payload, self.device, non_blocking=True)
+            out.ready = torch.cuda.Event()
+            out.ready.record(self.stream)
+        return out
+
+    def load(self, path: Path, nbytes: int) -> Future[tuple[Payload, DeviceKV]]:
+        """Read a file (pinned on CUDA) and start its device copy, on the reader thread."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dysink-bank-reader")
+
+        def job() -> tuple[Payload, DeviceKV]:
+            payload = read_entry(path, nbytes, pin=self.cuda)
+            return payload, self.to_device(payload)
+
+        return self._pool.submit(job)
+
+    def ready(self, kv: DeviceKV) -> DeviceKV:
+        """Make the current stream wait for `kv`'s copy and own its memory from now on."""
+        if kv.ready is not None:
+            stream = torch.cuda.current_stream(self.device)
+            stream.wait_event(kv.ready)
+            kv.k.record_stream(stream)
+            kv.v.record_stream(stream)
+            kv.ready = None
+        return kv
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

@@ -1,0 +1,338 @@
+"""MemoryBank tiers (device LRU, RAM budget, disk files): tier-independent retrieval, FIFO caps,
+counters, fp8 storage, checkpoint and reopen, write errors, the spill thread, parity forced to disk."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor
+
+from dysink_cli.engine import bank_store
+from dysink_cli.engine.bank_store import Payload, SpillWriter
+from dysink_cli.engine.memory_bank import BankEntry, MemoryBank
+from dysink_cli.errors import ConfigError, OutputError, ResumeError
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+SHAPE = (2, 1, 6, 2, 4)  # (L, B, n, H, D)
+
+
+def make_entry(i: int, dtype: torch.dtype = torch.bfloat16) -> BankEntry:
+    g = torch.Generator().manual_seed(i)
+    scale = torch.tensor([1.0, 30.0]).view(2, 1, 1, 1, 1)  # layers of different magnitude
+    k = (torch.randn(SHAPE, generator=g) * scale).to(dtype)
+    v = (torch.randn(SHAPE, generator=g) * scale).to(dtype)
+    latent = torch.randn(1, 3, 4, 2, 2, generator=g)
+    return BankEntry(3 * i, torch.randn(8, generator=g), k, v, latent)
+
+
+def entry_bytes(dtype: torch.dtype = torch.bfloat16) -> int:
+    e = make_entry(0, dtype)
+    return sum(t.numel() * t.element_size() for t in (e.k, e.v, e.latent))
+
+
+def files(path: Path) -> list[str]:
+    return sorted(p.name for p in path.glob("entry_*"))
+
+
+def assert_same_kv(a: list, b: list) -> None:
+    assert len(a) == len(b)
+    for la, lb in zip(a, b, strict=True):
+        assert len(la) == len(lb)
+        for (ka, va), (kb, vb) in zip(la, lb, strict=True):
+            assert ka.dtype == kb.dtype and torch.equal(ka, kb) and torch.equal(va, vb)
+
+
+CPU = torch.device("cpu")
+PICKS = [[0], [1, 3], [2, 0], [4, 5, 1], [0], [6, 2], [7, 3], [1, 4]]
+
+
+def test_tiny_ram_budget_gives_identical_retrieval(tmp_path: Path) -> None:
+    ram = MemoryBank(work_dir=None)
+    roomy = MemoryBank(work_dir=tmp_path / "roomy", ram_gb=100.0)
+    tiny = MemoryBank(work_dir=tmp_path / "tiny", ram_gb=0.0, gpu_entries=0)
+    banks = (ram, roomy, tiny)
+    for i in range(9):
+        for bank in banks:
+            bank.add(make_entry(i))
+        if i % 3 == 2:
+            tiny.flush()  # both paths: reads from writes still queued, and from files
+        assert all(b.frame_indices == ram.frame_indices for b in banks)
+        assert all(torch.equal(b.descriptors(), ram.descriptors()) for b in banks)
+        for picks in PICKS:
+            picks = [p for p in picks if p < len(ram)]
+            for roundtrip, dtype in ((None, torch.bfloat16), (torch.bfloat16, torch.float32)):
+                want = ram.layer_kv(picks, roundtrip, CPU, dtype)
+                for bank in (roomy, tiny):
+                    assert_same_kv(bank.layer_kv(picks, roundtrip, CPU, dtype), want)
+    tiny.flush()
+    stats = tiny.stats()
+    assert stats["spills"] == 9 and stats["ram_bytes"] == 0 and stats["disk_entries"] == 9
+    assert stats["reloads_disk_to_ram"] > 0 and roomy.stats()["spills"] == 0
+    assert len(files(tmp_path / "tiny")) == 9 and files(tmp_path / "roomy") == []
+    for a, b in zip(tiny.entries, ram.entries, strict=True):
+        assert a.frame_index == b.frame_index and torch.equal(a.k, b.k) and torch.equal(a.latent, b.latent)
+    for bank in banks:
+        bank.close()
+
+
+def test_fifo_eviction_at_max_entries(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bank = MemoryBank(max_entries=3, work_dir=tmp_path, ram_gb=0.0)
+    with caplog.at_level(logging.INFO, logger="dysink_cli.engine.memory_bank"):
+        for i in range(5):
+            bank.add(make_entry(i))
+    bank.flush()
+    assert bank.frame_indices == [6, 9, 12]
+    assert torch.equal(bank.descriptors()[0], make_entry(2).descriptor)
+    assert bank.stats()["evictions"] == 2 and len(files(tmp_path)) == 3
+    assert "evicted the entry of frame 0 (max_entries = 3)" in caplog.text
+    assert torch.equal(bank.layer_kv([0], None, CPU, torch.bfloat16)[1][0][0], make_entry(2).k[1])
+    bank.close()
+
+
+def test_fifo_eviction_at_disk_gb(tmp_path: Path) -> None:
+    size = entry_bytes()
+    bank = MemoryBank(work_dir=tmp_path, ram_gb=1.0, disk_gb=2.5 * size / 1e9)
+    for i in range(4):
+        bank.add(make_entry(i))
+    assert bank.frame_indices == [6, 9] and bank.stats()["total_bytes"] == 2 * size
+    assert bank.stats()["evicted_bytes"] == 2 * size
+    with pytest.raises(ConfigError, match="smaller than one entry"):
+        MemoryBank(work_dir=tmp_path / "small", disk_gb=0.5 * size / 1e9).add(make_entry(0))
+    bank.close()
+
+
+def test_spills_and_reloads_are_counted(tmp_path: Path) -> None:
+    bank = MemoryBank(work_dir=tmp_path, ram_gb=1.5 * entry_bytes() / 1e9, gpu_entries=1)
+    for i in range(3):
+        bank.add(make_entry(i))  # RAM holds one entry: e0, e1 spill
+    bank.flush()
+    for picks in ([0], [0], [1], [2], [1]):
+        bank.layer_kv(picks, None, CPU, torch.bfloat16)
+        bank.flush()
+    stats = bank.stats()
+    want = {"retrieved": 5, "spills": 3, "reloads_disk_to_ram": 3, "reloads_ram_to_gpu": 3, "ram_drops": 2,
+            "evictions": 0, "ram_entries": 1, "gpu_entries": 2, "disk_entries": 3}
+    assert {k: stats[k] for k in want} == want
+    bank.close()
+
+
+def relative_error(a: Tensor, b: Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_fp8_round_trip(tmp_path: Path, dtype: torch.dtype) -> None:
+    fp8_ram = MemoryBank(dtype="fp8")
+    fp8_disk = MemoryBank(work_dir=tmp_path, ram_gb=0.0, gpu_entries=0, dtype="fp8")
+    same = MemoryBank(dtype="same")
+    entries = [make_entry(i, dtype) for i in range(3)]
+    for e in entries:
+        for bank in (fp8_ram, fp8_disk, same):
+            bank.add(e)
+    fp8_disk.flush()
+    got = fp8_ram.layer_kv([0, 1, 2], None, CPU, dtype)
+    assert_same_kv(fp8_disk.layer_kv([0, 1, 2], None, CPU, dtype), got)
+    exact = same.layer_kv([0, 1, 2], None, CPU, dtype)
+    for layer in range(SHAPE[0]):
+        for (k, v), (ke, ve), e in zip(got[layer], exact[layer], entries, strict=True):
+            assert k.dtype == dtype
+            assert relative_error(k, e.k[layer]) < 0.07 and relative_error(v, e.v[layer]) < 0.07
+            assert torch.equal(ke, e.k[layer]) and torch.equal(ve, e.v[layer])
+    kv_bytes = 2 * entries[0].k.numel()
+    assert fp8_ram.stats()["total_bytes"] == 3 * (kv_bytes + 2 * 2 * 4 + entries[0].latent.numel() * 4)
+    assert torch.equal(fp8_disk.entry(1).latent, entries[1].latent)
+    fp8_disk.close()
+
+
+def test_checkpoint_and_reopen(tmp_path: Path) -> None:
+    bank = MemoryBank(max_entries=4, work_dir=tmp_path, ram_gb=2.5 * entry_bytes() / 1e9)
+    for i in range(4):
+        bank.add(make_entry(i))
+    bank.flush()
+    assert len(files(tmp_path)) == 2  # two spilled, two only in RAM
+    state = bank.checkpoint()
+    assert len(files(tmp_path)) == 4 and all(row["file"] for row in state["entries"])
+    want = bank.layer_kv([0, 1, 2, 3], None, CPU, torch.bfloat16)
+    saved = tmp_path.parent / "state.pt"
+    torch.save(state, saved)
+    # after the checkpoint: a prompt-switch re-cache, then more entries (FIFO evicts checkpointed ones)
+    zeros = torch.zeros(SHAPE, dtype=torch.bfloat16)
+    bank.replace_kv(0, zeros, zeros)
+    for i in range(4, 7):
+        bank.add(make_entry(i))
+    bank.flush()
+    assert len(files(tmp_path)) > 4  # the checkpoint's files survive the evictions and the re-cache
+    # "crash", then reopen from the saved state
+    loaded = torch.load(saved, weights_only=True)
+    reopened = MemoryBank.from_state(loaded, tmp_path, max_entries=4, ram_gb=0.0)
+    assert reopened.frame_indices == [0, 3, 6, 9] and len(files(tmp_path)) == 4  # later files removed
+    assert torch.equal(reopened.descriptors(), state["descriptors"])
+    assert_same_kv(reopened.layer_kv([0, 1, 2, 3], None, CPU, torch.bfloat16), want)
+    assert reopened.stats()["spills"] == state["counters"]["spills"]
+    reopened.add(make_entry(9))  # new ids do not collide with the reopened files
+    reopened.flush()
+    assert reopened.frame_indices == [3, 6, 9, 27] and len(files(tmp_path)) == 5  # frame 0's file kept
+    reopened.checkpoint()
+    assert len(files(tmp_path)) == 4  # ... until the next checkpoint
+    reopened.close()
+    bank.close()
+
+
+def test_state_with_entries_only_in_ram_is_refused(tmp_path: Path) -> None:
+    bank = MemoryBank(work_dir=tmp_path)
+    bank.add(make_entry(0))
+    with pytest.raises(ResumeError, match="never written"):
+        MemoryBank.from_state(bank.state_dict(), tmp_path)
+
+
+def test_unwritable_work_dir(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError) as err:
+        MemoryBank(work_dir=blocker / "bank")
+    assert "work folder" in err.value.message and err.value.hint and "\n" not in str(err.value)
+
+
+def test_disk_full_raises_output_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(path: Path, payload: Payload) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(bank_store, "write_entry", full)
+    bank = MemoryBank(work_dir=tmp_path, ram_gb=0.0)
+    bank.add(make_entry(0))
+    with pytest.raises(OutputError, match="disk full") as err:
+        bank.flush()
+    assert "bank.disk_gb" in err.value.hint and "\n" not in str(err.value)
+    with pytest.raises(OutputError, match="disk full"):
+        bank.add(make_entry(1))
+    assert torch.equal(bank.entry(0).k, make_entry(0).k)  # the payload is still readable
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_entry_file(tmp_path: Path, damage: str) -> None:
+    bank = MemoryBank(work_dir=tmp_path, ram_gb=0.0, gpu_entries=0)
+    bank.add(make_entry(0))
+    bank.add(make_entry(1))
+    state = bank.checkpoint()
+    path = tmp_path / state["entries"][0]["file"]
+    data = path.read_bytes()
+    path.write_bytes(data[:-10] if damage == "truncate" else b"garbage" * 20)
+    with pytest.raises(ResumeError, match="corrupt") as err:
+        bank.layer_kv([0], None, CPU, torch.bfloat16)
+    assert err.value.hint and "\n" not in str(err.value)
+    with pytest.raises(ResumeError, match="corrupt"):
+        MemoryBank.from_state(state, tmp_path)
+    bank.close()
+
+
+def test_spill_writer_thread_and_flush(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_write, threads, gate = bank_store.write_entry, [], threading.Event()
+
+    def slow_write(path: Path, payload: Payload) -> None:
+        gate.wait(5)
+        threads.append(threading.current_thread().name)
+        real_write(path, payload)
+
+    monkeypatch.setattr(bank_store, "write_entry", slow_write)
+    writer = SpillWriter(max_queue=2)
+    e = make_entry(0)
+    payload = bank_store.encode_entry(e.k, e.v, e.latent, "same", False)
+    done = []
+    writer.write(tmp_path / "a.safetensors", payload, partial(done.append, "a"))
+    writer.write(tmp_path / "b.safetensors", payload, partial(done.append, "b"))
+    writer.delete(tmp_path / "a.safetensors")  # ordered after the write of a
+    assert done == [] and files(tmp_path) == []  # write() returned before anything was written
+    gate.set()
+    writer.flush()
+    assert done == ["a", "b"] and [p.name for p in tmp_path.iterdir()] == ["b.safetensors"]
+    assert threads == ["dysink-bank-writer"] * 2
+    read = bank_store.read_entry(tmp_path / "b.safetensors", payload.nbytes)
+    assert all(torch.equal(read.tensors[n], payload.tensors[n]) for n in payload.tensors)
+    writer.close()
+
+
+def test_bank_spills_without_blocking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_write = bank_store.write_entry
+
+    def slow_write(path: Path, payload: Payload) -> None:
+        time.sleep(0.05)
+        real_write(path, payload)
+
+    monkeypatch.setattr(bank_store, "write_entry", slow_write)
+    bank = MemoryBank(work_dir=tmp_path, ram_gb=0.0)
+    start = time.perf_counter()
+    bank.add(make_entry(0))
+    assert time.perf_counter() - start < 0.05 and bank.stats()["pending_writes"] == 1
+    assert torch.equal(bank.entry(0).v, make_entry(0).v)  # served from the write in flight
+    bank.flush()
+    assert bank.stats()["pending_writes"] == 0 and len(files(tmp_path)) == 1
+    bank.close()
+
+
+@pytest.mark.skipif(not (FIXTURES / "dysink_rollout").is_dir(), reason="parity fixtures not found")
+def test_parity_fixtures_with_bank_forced_to_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dysink_cli.engine import dysink
+    from dysink_cli.parity.__main__ import run_fixture
+
+    banks: list[MemoryBank] = []
+
+    def disk_bank(max_entries: int = 0, device: torch.device | str = "cpu") -> MemoryBank:
+        bank = MemoryBank(max_entries, work_dir=tmp_path / f"bank{len(banks)}", ram_gb=0.0, gpu_entries=0,
+                          device=device)
+        banks.append(bank)
+        return bank
+
+    monkeypatch.setattr(dysink, "MemoryBank", disk_bank)
+    for name in ("dysink_rollout", "interactive_switch"):
+        checks = run_fixture(FIXTURES / name, None, None)
+        failed = [c.line() for c in checks if not c.passed]
+        assert checks and not failed, failed
+    assert len(banks) == 2
+    for bank in banks:
+        stats = bank.stats()
+        assert stats["spills"] >= stats["entries"] > 0 and stats["reloads_disk_to_ram"] > 0
+        assert stats["retrieved"] > 0 and stats["ram_bytes"] == 0
+        bank.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("fmt", ["same", "fp8"])
+def test_cuda_tiers_match_cpu(tmp_path: Path, fmt: str) -> None:
+    cuda = torch.device("cuda")
+    cpu_bank = MemoryBank(dtype=fmt)
+    gpu_bank = MemoryBank(work_dir=tmp_path, ram_gb=1.5 * entry_bytes() / 1e9, gpu_entries=1, dtype=fmt,
+                          device=cuda)
+    for i in range(8):
+        e = make_entry(i)
+        cpu_bank.add(e)
+        k, v, latent = e.k.to(cuda), e.v.to(cuda), e.latent.to(cuda)
+        gpu_bank.add(BankEntry(e.frame_index, e.descriptor, k, v, latent))
+        k.zero_(), v.zero_(), latent.zero_()  # stream order: the bank's copies were taken first
+        for picks in PICKS:
+            picks = [p for p in picks if p < len(cpu_bank)]
+            gpu_bank.prefetch(picks)
+            got = gpu_bank.layer_kv(picks, torch.bfloat16, cuda, torch.float32)
+            assert all(k.is_cuda for layer in got for k, _ in layer)
+            got = [[(k.cpu(), v.cpu()) for k, v in layer] for layer in got]
+            assert_same_kv(got, cpu_bank.layer_kv(picks, torch.bfloat16, CPU, torch.float32))
+    gpu_bank.flush()
+    stats = gpu_bank.stats()
+    assert stats["spills"] > 0 and stats["reloads_disk_to_ram"] > 0 and stats["gpu_entries"] <= 3
+    assert all(t.is_pinned() for p in gpu_bank._ram.values() for t in p.tensors.values())
+    for a, b in zip(gpu_bank.entries, cpu_bank.entries, strict=True):
+        assert torch.equal(a.k, b.k) and torch.equal(a.latent, b.latent)
+    state = gpu_bank.checkpoint()
+    reopened = MemoryBank.from_state(state, tmp_path, ram_gb=0.0, dtype=fmt, device=cuda)
+    got = reopened.layer_kv([0, 5], None, cuda, torch.bfloat16)
+    assert_same_kv([[(k.cpu(), v.cpu()) for k, v in layer] for layer in got],
+                   cpu_bank.layer_kv([0, 5], None, CPU, torch.bfloat16))
+    reopened.close()
+    gpu_bank.close()
