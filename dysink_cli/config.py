@@ -321,6 +321,11 @@ def resolve_config(
     return _build(RenderConfig, data)
 
 
+def build_config(data: dict[str, Any]) -> RenderConfig:
+    """A RenderConfig from nested plain data (e.g. config_to_dict's output), validated."""
+    return _build(RenderConfig, data)
+
+
 def with_changes(cfg: RenderConfig, section: str, **changes: Any) -> RenderConfig:
     """A copy of `cfg` with fields of one section replaced (validated again)."""
     return replace(cfg, **{section: replace(getattr(cfg, section), **changes)})

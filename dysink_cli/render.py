@@ -1,6 +1,8 @@
 """render(job, on_event): the only place that wires text encoder -> block generator -> streaming
 VAE decode -> ffmpeg. Every finished block is decoded with one persistent decoder state and
-written at once, so memory stays flat and a killed render leaves a playable file.
+written at once, so memory stays flat and a killed render leaves a playable file. The loop state
+is checkpointed into `OUT.dysink/` every few blocks and on Ctrl-C; re-running the same job
+continues from there (resume.py).
 """
 
 from __future__ import annotations
@@ -8,23 +10,35 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from dysink_cli.engine.descriptors import describe_frames, frames_for_descriptor
+from dysink_cli.config import RenderConfig, build_config, config_to_dict
 from dysink_cli.engine.events import BlockDone, Event, Finished, Note, PromptSwitch, RenderStarted
-from dysink_cli.engine.generator import BlockGenerator
+from dysink_cli.engine.generator import BlockGenerator, generator_state, restore_generator
+from dysink_cli.engine.memory_bank import MemoryBank
 from dysink_cli.engine.noise import SeededNoise
 from dysink_cli.engine.spec import LoopSpec
-from dysink_cli.errors import GpuError, OutputError
-from dysink_cli.io.ffmpeg import FfmpegSink
-from dysink_cli.job import RenderJob, RenderStats
+from dysink_cli.errors import GpuError, OutputError, ResumeError
+from dysink_cli.io.ffmpeg import FfmpegSink, ffmpeg_exe
+from dysink_cli.job import RenderJob, RenderStats, Segment
 from dysink_cli.model.attention import resolve_backend
+from dysink_cli.model.vae import DecoderState
 from dysink_cli.models import Models, encode_prompts, load_models
+from dysink_cli.render_parts import Decoder, InterruptFlag, block_stats, make_describer, to_uint8
+from dysink_cli.resume import (
+    Checkpoint,
+    join_parts,
+    load_checkpoint,
+    open_work_dir,
+    part_path,
+    remove_work_dir,
+    save_checkpoint,
+    work_dir_for,
+)
 from dysink_cli.rope_setup import render_rope
 from dysink_cli.stats import MemoryProbe, StageTimer
 from dysink_cli.timeline import Timeline, plan_frames
@@ -48,142 +62,190 @@ def compute_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name] if device.type == "cuda" else torch.float32
 
 
-def to_uint8(frames: Tensor) -> Tensor:
-    """(T, 3, H, W) in [-1, 1] -> (T, H, W, 3) uint8, rounded, on the CPU."""
-    pixels = ((frames.float().clamp(-1, 1) * 0.5 + 0.5) * 255).round().to(torch.uint8)
-    return pixels.permute(0, 2, 3, 1).contiguous().cpu()
+def job_fingerprint(job: RenderJob) -> dict[str, Any]:
+    """What must match for a work folder to continue this job (also enough to rebuild it)."""
+    return {"segments": [[s.at_s, s.prompt] for s in job.segments], "seconds": job.seconds, "seed": job.seed,
+            "config": config_to_dict(job.config), "lossless": job.lossless}
 
 
-@dataclass
-class Decoder:
-    """Owns the streaming VAE decode state; `shared` descriptors reuse the streamed frames."""
-
-    vae: Any
-    state: Any
-    pending: Tensor | None = None
-
-    def stream(self, latents: Tensor) -> Tensor:
-        if self.pending is not None:
-            frames, self.pending = self.pending, None
-            return frames
-        frames, self.state = self.vae.decode_chunk(latents, self.state)
-        return frames
-
-
-def make_describer(models: Models, decoder: Decoder, mode: str, timer: StageTimer) -> Callable[[Tensor], Tensor]:
-    """Block latents -> L2-normalised PE-Core descriptor (standalone decode, or the streamed frames)."""
-    assert models.pe is not None
-
-    def describe(latents: Tensor) -> Tensor:
-        with timer.stage("describe"):
-            if mode == "shared":
-                decoder.pending = decoder.stream(latents)
-                frames = decoder.pending
-            else:
-                frames = models.vae.decode(latents)
-            return describe_frames(frames_for_descriptor(frames)[0], models.pe)
-
-    return describe
+def job_from_checkpoint(output: Path, device: str = "auto", log_json: Path | None = None) -> RenderJob:
+    """The RenderJob recorded in OUT.dysink/ (for `dysink resume OUT`)."""
+    work = work_dir_for(output)
+    meta_path = work / "checkpoint.json"
+    if not meta_path.is_file():
+        raise ResumeError(f"no checkpoint to resume in {work}", "render it with dysink render instead")
+    try:
+        fp = json.loads(meta_path.read_text())["job"]
+        return RenderJob(segments=tuple(Segment(float(a), p) for a, p in fp["segments"]), seconds=fp["seconds"],
+                         output=Path(output), config=build_config(fp["config"]), seed=fp["seed"], device=device,
+                         lossless=fp["lossless"], log_json=log_json)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ResumeError(f"checkpoint in {work} is unreadable: {err}", "start again with --overwrite") from None
 
 
 def render(job: RenderJob, on_event: EventSink, *, models: Models | None = None,
            embeds: dict[str, Tensor] | None = None, sink_factory: Callable[..., Any] = FfmpegSink) -> RenderStats:
-    """Render one video (see the module docstring). Raises DysinkError subclasses on user errors.
+    """Render (or continue) one video. Raises DysinkError subclasses on user errors.
 
     `models`, `embeds` and `sink_factory` replace the loaded networks, the text encoder's output
     and ffmpeg (the GPU benchmark injects random full-size weights and a NullSink).
     """
-    cfg = job.config
-    started = time.perf_counter()
-    device = resolve_device(job.device)
-    dtype = compute_dtype(cfg.model.dtype, device)
-    plan = plan_frames(job.seconds, cfg.output.fps, cfg.engine.frames_per_block)
-    switches = Timeline(segments=job.segments, source=str(job.output)).switch_blocks(plan)
-    _preflight_output(job)
-    if cfg.model.name == "tiny":
-        on_event(Note("using the built-in demo model with untrained weights (noise-like video); "
-                      "point --weights at a folder of real checkpoints for real videos"))
-    on_event(Note(f"{plan.describe()}"))
-    for sw in switches[1:]:
-        on_event(PromptSwitch(sw.segment, sw.block, sw.requested_s, sw.effective_s, job.segments[sw.segment].prompt))
-
-    if embeds is None:
-        embeds = encode_prompts(cfg, cfg.model.weights, [s.prompt for s in job.segments], device, dtype)
-    if models is None:
-        models = load_models(cfg, cfg.model.weights, device, dtype)
-    dit = models.dit
-    text_kv = {p: dit.encode_text(e.to(device)) for p, e in embeds.items()}
-    latent_hw = (cfg.output.height // models.vae.cfg.spatial_stride, cfg.output.width // models.vae.cfg.spatial_stride)
-    timer, probe = StageTimer(device), MemoryProbe(device)
-    decoder = Decoder(models.vae, models.vae.decoder_state())
-    spec = LoopSpec.from_config(cfg)
-    describe = make_describer(models, decoder, cfg.dysink.descriptors, timer) if spec.uses_memory else None
-    gen = BlockGenerator(dit, spec, SeededNoise(job.seed, tiled=cfg.engine.noise == "tiled"), latent_hw,
-                         device=device, dtype=dtype, backend=resolve_backend(cfg.model.attention, device),
-                         rope=render_rope(cfg, dit.cfg, job.seed), describe=describe,
-                         max_bank_entries=cfg.bank.max_entries, timer=timer)
-    gen.set_prompt(text_kv[job.segments[0].prompt])
-    switch_at = {sw.block: sw for sw in switches[1:]}
-
-    on_event(RenderStarted(str(job.output), plan.blocks, plan.latent_frames, plan.video_frames,
-                           plan.fps, plan.duration_s))
-    log = open(job.log_json, "w") if job.log_json else None  # noqa: SIM115 - closed below
-    try:
-        with sink_factory(job.output, cfg.output.width, cfg.output.height, cfg.output.fps, crf=cfg.output.crf,
-                        lossless=job.lossless, overwrite=job.overwrite) as sink:
-            for b in range(plan.blocks):
-                if b in switch_at:
-                    with timer.stage("switch"):
-                        gen.switch_prompt(text_kv[job.segments[switch_at[b].segment].prompt])
-                out = gen.next_block()
-                with timer.stage("decode"):
-                    frames = decoder.stream(out.latents)
-                with timer.stage("write"):
-                    sink.write(to_uint8(frames[0]))
-                stats = block_stats(out.record, timer.pop(), probe, sink.frames_written, started, plan.fps)
-                if log:
-                    log.write(json.dumps(stats) + "\n")
-                    log.flush()
-                on_event(BlockDone(b, plan.blocks, sink.frames_written, sink.frames_written / plan.fps, stats))
-    finally:
-        if log:
-            log.close()
-    wall = time.perf_counter() - started
-    result = RenderStats(job.output, sink.frames_written, plan.blocks, wall, sink.frames_written / wall,
-                         probe.peak_gpu_gb(), probe.peak_rss_gb())
-    on_event(Finished(str(job.output), sink.frames_written, sink.frames_written / plan.fps, wall,
-                      {"peak_gpu_gb": result.peak_gpu_gb, "peak_rss_gb": result.peak_rss_gb}))
-    return result
+    session = RenderSession(job, on_event, sink_factory)
+    session.prepare(models, embeds)
+    return session.run()
 
 
-def _preflight_output(job: RenderJob) -> None:
-    out = Path(job.output)
-    if out.exists() and not job.overwrite:
-        raise OutputError(f"{out} already exists", "pass --overwrite or pick another name")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"folder {parent} does not exist", "create it or pick another output path")
+class RenderSession:
+    """One video's render: owns the generator, decoder state, sink, work folder and checkpoints."""
 
+    def __init__(self, job: RenderJob, on_event: EventSink, sink_factory: Callable[..., Any]) -> None:
+        self.job, self.emit, self.sink_factory = job, on_event, sink_factory
+        self.cfg: RenderConfig = job.config
+        self.started = time.perf_counter()
+        self.device = resolve_device(job.device)
+        self.dtype = compute_dtype(self.cfg.model.dtype, self.device)
+        self.plan = plan_frames(job.seconds, self.cfg.output.fps, self.cfg.engine.frames_per_block)
+        self.switches = Timeline(segments=job.segments, source=str(job.output)).switch_blocks(self.plan)
+        self.checkpoint = self._find_checkpoint()
+        self.work = open_work_dir(job.output)
+        self.timer, self.probe = StageTimer(self.device), MemoryProbe(self.device)
 
-def block_stats(record: dict[str, Any], ms: dict[str, float], probe: MemoryProbe, frames_written: int,
-                started: float, fps: int) -> dict[str, Any]:
-    """The per-block JSON record of --log-json (see engine/events.py BlockDone)."""
-    elapsed = time.perf_counter() - started
-    retrieval = record.get("retrieval") or {}
-    closures = sum(e["gated_off"] for g in record.get("gate", []) for e in g["entries"])
-    return {
-        "block": record["block"],
-        "start_frame": record["start_frame"],
-        "time_s": round(elapsed, 4),
-        "frames_written": frames_written,
-        "video_s": frames_written / fps,
-        "window_frames": record.get("effective_local_attn_frames"),
-        "bank_size": record.get("bank_size_after_block", 0),
-        "retrieved_frames": retrieval.get("retrieved_frames", []),
-        "gate_closures": closures,
-        "dedup_added": (record.get("dedup") or {}).get("added_to_bank"),
-        "gpu_mem_gb": probe.gpu_gb(),
-        "rss_gb": probe.rss_gb(),
-        "fps": frames_written / elapsed if elapsed > 0 else 0.0,
-        "ms": {k: round(v, 2) for k, v in ms.items()},
-    }
+    def _find_checkpoint(self) -> Checkpoint | None:
+        out, work = Path(self.job.output), work_dir_for(self.job.output)
+        if self.job.overwrite:
+            remove_work_dir(work)
+            return None
+        checkpoint = load_checkpoint(work) if work.is_dir() else None
+        if checkpoint is None:
+            if out.exists():
+                raise OutputError(f"{out} already exists", "pass --overwrite or pick another name")
+            if not (out.parent if str(out.parent) else Path(".")).is_dir():
+                raise OutputError(f"folder {out.parent} does not exist", "create it or pick another output path")
+            return None
+        if checkpoint.meta.get("job") != json.loads(json.dumps(job_fingerprint(self.job))):
+            raise ResumeError(f"{work} holds a different render's checkpoint",
+                              "run the same command as before, or pass --overwrite to start again")
+        return checkpoint
+
+    def prepare(self, models: Models | None, embeds: dict[str, Tensor] | None) -> None:
+        cfg, job = self.cfg, self.job
+        if cfg.model.name == "tiny":
+            self.emit(Note("using the built-in demo model with untrained weights (noise-like video); "
+                           "point --weights at a folder of real checkpoints for real videos"))
+        self.emit(Note(self.plan.describe()))
+        for sw in self.switches[1:]:
+            self.emit(PromptSwitch(sw.segment, sw.block, sw.requested_s, sw.effective_s, job.segments[sw.segment].prompt))
+        prompts = [s.prompt for s in job.segments]
+        embeds = embeds or encode_prompts(cfg, cfg.model.weights, prompts, self.device, self.dtype)
+        self.models = models or load_models(cfg, cfg.model.weights, self.device, self.dtype)
+        dit = self.models.dit
+        self.text_kv = {p: dit.encode_text(e.to(self.device)) for p, e in embeds.items()}
+        vae_cfg = self.models.vae.cfg
+        latent_hw = (cfg.output.height // vae_cfg.spatial_stride, cfg.output.width // vae_cfg.spatial_stride)
+        self.decoder = Decoder(self.models.vae, self.models.vae.decoder_state())
+        spec = LoopSpec.from_config(cfg)
+        describe = make_describer(self.models, self.decoder, cfg.dysink.descriptors, self.timer) if spec.uses_memory else None
+        self.bank = self._open_bank() if spec.uses_memory else None
+        self.gen = BlockGenerator(dit, spec, SeededNoise(job.seed, tiled=cfg.engine.noise == "tiled"), latent_hw,
+                                  device=self.device, dtype=self.dtype,
+                                  backend=resolve_backend(cfg.model.attention, self.device),
+                                  rope=render_rope(cfg, dit.cfg, job.seed), describe=describe, timer=self.timer,
+                                  bank=self.bank)
+        self.segment = 0
+        self.parts: list[dict[str, Any]] = [{"path": str(job.output), "frames": 0}]
+        if self.checkpoint is not None:
+            self._restore(self.checkpoint)
+        self.gen.set_prompt(self.text_kv[job.segments[self.segment].prompt])
+
+    def _open_bank(self) -> MemoryBank:
+        b = self.cfg.bank
+        options = {"max_entries": b.max_entries, "ram_gb": b.ram_gb, "disk_gb": b.disk_gb,
+                   "gpu_entries": b.gpu_entries, "dtype": b.dtype, "device": self.device}
+        work = self.work / "bank"
+        if self.checkpoint is not None and self.checkpoint.meta["generator"].get("bank") is not None:
+            state = dict(self.checkpoint.meta["generator"]["bank"])
+            state["descriptors"] = self.checkpoint.tensors["gen.bank.descriptors"]
+            return MemoryBank.from_state(state, work, **options)
+        return MemoryBank(work_dir=work, **options)
+
+    def _restore(self, checkpoint: Checkpoint) -> None:
+        meta, tensors = checkpoint.meta, checkpoint.tensors
+        restore_generator(self.gen, {k[4:]: v for k, v in tensors.items() if k.startswith("gen.")}, meta["generator"])
+        dec = {k[len("decoder."):]: v for k, v in tensors.items() if k.startswith("decoder.")}
+        self.decoder.state = DecoderState.from_tensors(dec, device=self.device)
+        self.segment = meta["segment"]
+        self.parts = [dict(p) for p in meta["parts"]]
+        self.parts.append({"path": str(part_path(self.work, self.job.output, len(self.parts))), "frames": 0})
+        self.emit(Note(f"resuming from block {self.gen.block} of {self.plan.blocks} "
+                       f"({sum(p['frames'] for p in self.parts)} frames already written)"))
+
+    def save(self, sink: Any) -> None:
+        """Checkpoint the state after the last finished block (frames of the part being written)."""
+        self.parts[-1]["frames"] = sink.frames_written
+        gen_tensors, gen_meta = generator_state(self.gen)
+        tensors = {f"gen.{k}": v for k, v in gen_tensors.items()}
+        tensors |= {f"decoder.{k}": v for k, v in self.decoder.state.to_tensors().items()}
+        meta = {"job": job_fingerprint(self.job), "block": self.gen.block, "segment": self.segment,
+                "parts": self.parts, "generator": gen_meta}
+        with self.timer.stage("checkpoint"):
+            save_checkpoint(self.work, meta, tensors)
+
+    def run(self) -> RenderStats:
+        plan, cfg, job = self.plan, self.cfg, self.job
+        switch_at = {sw.block: sw for sw in self.switches[1:]}
+        self.emit(RenderStarted(str(job.output), plan.blocks, plan.latent_frames, plan.video_frames, plan.fps,
+                                plan.duration_s, first_block=self.gen.block))
+        done_before = sum(p["frames"] for p in self.parts[:-1])
+        log = open(job.log_json, "a" if self.checkpoint else "w") if job.log_json else None  # noqa: SIM115
+        interrupt = InterruptFlag()
+        try:
+            with interrupt, self.sink_factory(Path(self.parts[-1]["path"]), cfg.output.width, cfg.output.height,
+                                              cfg.output.fps, crf=cfg.output.crf, lossless=job.lossless,
+                                              overwrite=True) as sink:
+                for b in range(self.gen.block, plan.blocks):
+                    self._block(b, switch_at, sink)
+                    written = done_before + sink.frames_written
+                    stats = block_stats(self.last_record, self.timer.pop(), self.probe, written, self.started, plan.fps)
+                    if self.bank is not None:
+                        stats["bank_tiers"] = self.bank.stats()
+                    if log:
+                        log.write(json.dumps(stats) + "\n")
+                        log.flush()
+                    self.emit(BlockDone(b, plan.blocks, written, written / plan.fps, stats))
+                    last = b + 1 == plan.blocks
+                    if not last and (interrupt.raised or (b + 1) % cfg.output.checkpoint_every_blocks == 0):
+                        self.save(sink)
+                    if interrupt.raised and not last:
+                        raise KeyboardInterrupt
+        finally:
+            if log:
+                log.close()
+        return self._finish(done_before + sink.frames_written)
+
+    def _block(self, b: int, switch_at: dict, sink: Any) -> None:
+        if b in switch_at:
+            self.segment = switch_at[b].segment
+            with self.timer.stage("switch"):
+                self.gen.switch_prompt(self.text_kv[self.job.segments[self.segment].prompt])
+        out = self.gen.next_block()
+        with self.timer.stage("decode"):
+            frames = self.decoder.stream(out.latents)
+        with self.timer.stage("write"):
+            sink.write(to_uint8(frames[0]))
+        self.last_record = out.record
+
+    def _finish(self, frames_written: int) -> RenderStats:
+        job = self.job
+        if self.bank is not None:
+            self.bank.close()
+        if len(self.parts) > 1 and self.sink_factory is FfmpegSink:
+            self.parts[-1]["frames"] = frames_written - sum(p["frames"] for p in self.parts[:-1])
+            join_parts(self.parts, Path(job.output), ffmpeg_exe())
+        remove_work_dir(self.work)
+        wall = time.perf_counter() - self.started
+        result = RenderStats(job.output, frames_written, self.plan.blocks, wall, frames_written / wall,
+                             self.probe.peak_gpu_gb(), self.probe.peak_rss_gb())
+        self.emit(Finished(str(job.output), frames_written, frames_written / self.plan.fps, wall,
+                           {"peak_gpu_gb": result.peak_gpu_gb, "peak_rss_gb": result.peak_rss_gb}))
+        return result
+

@@ -206,3 +206,48 @@ def gate_records(contexts: list[AttnContext], retrieval: dict[str, Any] | None) 
             entries = [{"block": blk, "rho": r, "gated_off": not k} for blk, r, k in zip(blocks, rho, keep)]
             out.append({"step": step, "layer": layer, "entries": entries})
     return out
+
+
+def generator_state(gen: BlockGenerator) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Everything needed to continue `gen` bit-exactly: tensors and plain metadata.
+
+    The memory bank's payloads stay in its work folder (bank.checkpoint() flushes them).
+    """
+    cache = gen.cache
+    end = cache.local_end
+    tensors = {"cache.k": cache.k[:, :, :end], "cache.v": cache.v[:, :, :end]}
+    if cache.raw_k is not None:
+        tensors |= {"cache.raw_k": cache.raw_k, "cache.raw_v": cache.raw_v}
+    if gen.recent:
+        tensors["recent"] = torch.stack(list(gen.recent))
+    meta: dict[str, Any] = {"block": gen.block, "global_end": cache.global_end, "local_end": end,
+                            "recent": len(gen.recent)}
+    if gen.memory is not None:
+        if gen.memory.queries:
+            tensors["queries"] = torch.stack(list(gen.memory.queries))
+        bank = gen.memory.bank.checkpoint() if gen.memory.bank.work_dir is not None else None
+        if bank is not None:
+            tensors["bank.descriptors"] = bank.pop("descriptors")
+        meta["bank"] = bank
+        meta["queries"] = len(gen.memory.queries)
+    return {k: v.contiguous() for k, v in tensors.items()}, meta
+
+
+def restore_generator(gen: BlockGenerator, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+    """Inverse of generator_state (the bank is reopened by the caller from its work folder)."""
+    cache = gen.cache
+    end = int(meta["local_end"])
+    cache.k[:, :, :end] = tensors["cache.k"].to(cache.k.device)
+    cache.v[:, :, :end] = tensors["cache.v"].to(cache.v.device)
+    cache.global_end, cache.local_end = int(meta["global_end"]), end
+    if cache.raw_k is not None:
+        cache.raw_k.copy_(tensors["cache.raw_k"])
+        cache.raw_v.copy_(tensors["cache.raw_v"])
+    gen.recent.clear()
+    if meta["recent"]:
+        gen.recent.extend(t.to(gen.device) for t in tensors["recent"].unbind(0))
+    if gen.memory is not None:
+        gen.memory.queries.clear()
+        if meta.get("queries"):
+            gen.memory.queries.extend(tensors["queries"].unbind(0))
+    gen.block = int(meta["block"])
