@@ -1,0 +1,188 @@
+"""Turn command-line options plus a Timeline into a RenderJob, checking all that needs no engine.
+
+Precedence for weights: --weights > $DYSINK_WEIGHTS > the config (preset, timeline settings, --set).
+Default preset: `tiny` (embedded demo) without weights, `dysink` with them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dysink_cli.config import RenderConfig, resolve_config, with_changes
+from dysink_cli.errors import CheckpointError, ConfigError, GpuError, OutputError, TimelineError
+from dysink_cli.io.ffmpeg import check_output_suffix
+from dysink_cli.job import RenderJob
+from dysink_cli.timeline import Timeline, plan_frames
+
+WEIGHTS_ENV = "DYSINK_WEIGHTS"
+MAX_SEED = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """Flags shared by `render` and `batch` (None = not given on the command line)."""
+
+    preset: str | None = None
+    overrides: tuple[str, ...] = ()
+    weights: Path | None = None
+    device: str = "auto"
+    fps: int | None = None
+    crf: int | None = None
+    lossless: bool = False
+    overwrite: bool = False
+    debug: bool = False
+
+
+def parse_seconds(text: str | None, where: str = "--seconds") -> float | None:
+    """The --seconds text as a number (None when not given); our own one-line error otherwise."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(
+            f"{where} {text!r} is not a number", "pass seconds as a number, e.g. --seconds 30"
+        ) from None
+
+
+def check_seconds(seconds: float | None, where: str = "--seconds") -> float:
+    if seconds is None:
+        raise ConfigError("no video length given", "pass --seconds, e.g. --seconds 30")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(
+            f"{where} {seconds:g} is not a positive number of seconds", "pass e.g. --seconds 30"
+        )
+    return float(seconds)
+
+
+def check_seed(seed: int) -> int:
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed {seed} is out of range", f"use 0 .. {MAX_SEED}")
+    return seed
+
+
+def check_output(path: Path, overwrite: bool) -> Path:
+    """The output can be created: .mp4/.mkv, its folder is writable, and no clash unless --overwrite."""
+    check_output_suffix(path)
+    if path.is_dir():
+        raise OutputError(f"output {path} is a folder", "pass a file name, e.g. -o video.mp4")
+    parent = path.parent
+    if not parent.is_dir():
+        raise OutputError(f"folder {parent} does not exist", f"create it first: mkdir -p {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"folder {parent} is not writable", "pick an output folder you can write to")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} already exists", "pass --overwrite or pick another name")
+    return path
+
+
+def check_device(device: str) -> str:
+    """'auto', 'cpu', 'cuda' or 'cuda:N'; CUDA must be there when asked for."""
+    if device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", device):
+        raise ConfigError(f"--device {device!r} is not auto, cpu, cuda or cuda:N", "use --device auto")
+    if device.startswith("cuda"):
+        import torch  # lazy: only a CUDA request pays for the import here
+
+        if not torch.cuda.is_available():
+            raise GpuError(
+                f"--device {device} was asked for but torch sees no CUDA GPU",
+                "use --device cpu (slow) or check the driver with `dysink doctor`",
+            )
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise GpuError(
+                f"--device {device}: only {torch.cuda.device_count()} GPU(s) visible",
+                "pick an index below that",
+            )
+    return device
+
+
+def weights_from(flag: Path | None, env: Mapping[str, str]) -> tuple[Path | None, str]:
+    """(folder, where it came from): --weights wins over $DYSINK_WEIGHTS."""
+    if flag is not None:
+        return flag, "--weights"
+    if env.get(WEIGHTS_ENV):
+        return Path(env[WEIGHTS_ENV]), f"${WEIGHTS_ENV}"
+    return None, ""
+
+
+def build_config(
+    opts: RenderOptions, timeline: Timeline, env: Mapping[str, str], preset_fallback: str | None = None
+) -> RenderConfig:
+    """Preset (flag > timeline > fallback > tiny/dysink) + timeline settings + --set + flags."""
+    weights, source = weights_from(opts.weights, env)
+    preset = opts.preset or timeline.preset or preset_fallback or ("dysink" if weights else "tiny")
+    if timeline.settings:
+        try:
+            resolve_config(preset, (), timeline.settings)
+        except TimelineError:
+            raise
+        except ConfigError as err:
+            raise TimelineError(f"{timeline.source} [settings]: {err.message}", err.hint) from None
+    cfg = resolve_config(preset, opts.overrides, timeline.settings)
+    if weights is not None:
+        if not weights.is_dir():
+            raise CheckpointError(
+                f"weights folder {weights} (from {source}) does not exist",
+                "point it at the folder with the checkpoints (README: Real weights)",
+            )
+        cfg = with_changes(cfg, "model", weights=str(weights))
+    if cfg.model.name != "tiny" and not cfg.model.weights:
+        raise CheckpointError(
+            f"preset {preset!r} runs {cfg.model.name} and needs its weights",
+            f"pass --weights DIR or set ${WEIGHTS_ENV}; --preset tiny runs the demo",
+        )
+    if cfg.model.weights and not Path(cfg.model.weights).is_dir():
+        raise CheckpointError(
+            f"weights folder {cfg.model.weights} (from the config) does not exist",
+            "fix model.weights or pass --weights DIR",
+        )
+    if opts.crf is not None and not 0 <= opts.crf <= 51:
+        raise ConfigError(
+            f"--crf {opts.crf} is outside 0..51", "18 is visually lossless, 23 is x264's default"
+        )
+    changes = {k: v for k, v in (("fps", opts.fps), ("crf", opts.crf)) if v is not None}
+    return with_changes(cfg, "output", **changes) if changes else cfg
+
+
+def build_job(
+    opts: RenderOptions,
+    timeline: Timeline,
+    output: Path,
+    seconds: float | None,
+    seed: int,
+    env: Mapping[str, str],
+    *,
+    preset_fallback: str | None = None,
+    log_json: Path | None = None,
+    check_exists: bool = True,
+) -> RenderJob:
+    """Everything checked that can be checked before the engine starts; the timeline fits the plan."""
+    cfg = build_config(opts, timeline, env, preset_fallback)
+    seconds = check_seconds(seconds)
+    plan = plan_frames(seconds, cfg.output.fps, cfg.engine.frames_per_block)
+    timeline.switch_blocks(plan)
+    check_output(output, opts.overwrite or not check_exists)
+    if log_json is not None and not log_json.parent.is_dir():
+        raise OutputError(f"folder {log_json.parent} for --log-json does not exist", "create it first")
+    return RenderJob(
+        segments=timeline.segments,
+        seconds=seconds,
+        output=output,
+        config=cfg,
+        seed=check_seed(seed),
+        device=opts.device,
+        overwrite=opts.overwrite,
+        lossless=opts.lossless,
+        log_json=log_json,
+        debug=opts.debug,
+    )
+
+
+def overrides_tuple(sets: Sequence[str] | None) -> tuple[str, ...]:
+    return tuple(sets or ())

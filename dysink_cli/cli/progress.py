@@ -1,0 +1,132 @@
+"""Draw engine events with rich: a bar per video (blocks, video seconds, FPS, ETA) and a stats line.
+
+`RenderProgress` is the `on_event` callback handed to render(); --quiet keeps only warnings, and
+`live=False` prints one line per video instead of bars (used by non-zero ranks of a batch).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console, RenderableType
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from dysink_cli.engine.events import BlockDone, Event, Finished, Note, PromptSwitch, RenderStarted
+
+
+class _BarsWithStats(Progress):
+    """rich Progress plus one live stats line under the bars."""
+
+    stats: Text = Text("")
+
+    def get_renderables(self) -> Any:
+        yield self.make_tasks_table(self.tasks)
+        if self.stats.plain:
+            yield self.stats
+
+
+def stats_line(stats: dict[str, Any]) -> Text:
+    """BlockDone.stats -> 'bank 12 entries | retrieved 2 blocks | gate closed 3 | GPU 10.2 GB'"""
+    parts: list[str] = []
+    if "bank_size" in stats:
+        parts.append(f"bank {stats['bank_size']} entries")
+    retrieved = stats.get("retrieved_frames")
+    if retrieved is not None:
+        count = len(retrieved) if isinstance(retrieved, (list, tuple)) else retrieved
+        parts.append(f"retrieved {count} blocks")
+    if "gate_closures" in stats:
+        parts.append(f"gate closed {stats['gate_closures']}")
+    if stats.get("gpu_mem_gb"):
+        parts.append(f"GPU {stats['gpu_mem_gb']:.1f} GB")
+    if stats.get("rss_gb"):
+        parts.append(f"host {stats['rss_gb']:.1f} GB")
+    return Text(" | ".join(parts), style="dim")
+
+
+class RenderProgress:
+    """Callable event sink; use as a context manager around render() so the display is torn down."""
+
+    def __init__(
+        self, console: Console | None = None, *, quiet: bool = False, live: bool = True, prefix: str = ""
+    ) -> None:
+        self.console = console or Console(stderr=True, highlight=False)
+        self.quiet, self.live, self.prefix = quiet, live, prefix
+        self._bars: _BarsWithStats | None = None
+        self._tasks: dict[str, TaskID] = {}
+        self._current: str | None = None
+        self._started_at: dict[str, float] = {}
+        self._duration_s: dict[str, float] = {}
+
+    def __enter__(self) -> RenderProgress:
+        if self.live and not self.quiet:
+            self._bars = _BarsWithStats(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("blocks  {task.fields[video]}  {task.fields[fps]}"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self._bars.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+            self._bars = None
+
+    def print(self, renderable: RenderableType) -> None:
+        (self._bars.console if self._bars else self.console).print(renderable)
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Note):
+            if not self.quiet or event.level == "warning":
+                style = "yellow" if event.level == "warning" else "cyan"
+                self.print(Text.assemble((f"{self.prefix}{event.level}: ", style), event.message))
+        elif self.quiet:
+            return
+        elif isinstance(event, RenderStarted):
+            self._start(event)
+        elif isinstance(event, PromptSwitch):
+            where = f"block {event.block}: {event.effective_s:.2f} s (asked {event.requested_s:g} s)"
+            self.print(Text(f"{self.prefix}prompt {event.segment + 1} at {where}: {event.prompt}"))
+        elif isinstance(event, BlockDone):
+            self._advance(event)
+        elif isinstance(event, Finished):
+            speed = event.frames_written / max(event.wall_s, 1e-9)
+            text = f"{event.frames_written} frames = {event.seconds:.2f} s of video in {event.wall_s:.1f} s"
+            self.print(Text(f"{self.prefix}wrote {event.output}: {text} ({speed:.1f} fps)", style="green"))
+
+    def _start(self, event: RenderStarted) -> None:
+        self._current = event.output
+        self._started_at[event.output] = time.perf_counter()
+        self._duration_s[event.output] = event.duration_s
+        if self._bars is None:
+            self.print(
+                Text(
+                    f"{self.prefix}rendering {event.output}: {event.total_blocks} blocks, "
+                    f"{event.video_frames} frames = {event.duration_s:.2f} s"
+                )
+            )
+            return
+        self._tasks[event.output] = self._bars.add_task(
+            event.output,
+            total=event.total_blocks,
+            completed=event.first_block,
+            video=f"0.0/{event.duration_s:.1f} s",
+            fps="",
+        )
+
+    def _advance(self, event: BlockDone) -> None:
+        if self._bars is None or self._current not in self._tasks:
+            return
+        elapsed = time.perf_counter() - self._started_at[self._current]
+        fps = event.stats.get("fps") or (event.frames_written / elapsed if elapsed > 0 else 0.0)
+        video = f"{event.video_seconds_done:.1f}/{self._duration_s[self._current]:.1f} s"
+        self._bars.update(
+            self._tasks[self._current], completed=event.block + 1, video=video, fps=f"{fps:.1f} fps"
+        )
+        self._bars.stats = stats_line(event.stats)
