@@ -45,8 +45,11 @@ def floor_ms(keys_frames: int, tokens_per_frame: int = 1560, frames: int = 3) ->
     linear = per_token * tokens
     attn = 4 * tokens * keys_frames * tokens_per_frame * cfg.dim * cfg.num_layers
     cross = 4 * tokens * cfg.text_len * cfg.dim * cfg.num_layers
-    return {"linear_tflop": linear / 1e12, "attn_tflop": (attn + cross) / 1e12,
-            "ms": linear / MATMUL_TFLOPS / 1e9 + (attn + cross) / ATTN_TFLOPS / 1e9}
+    return {
+        "linear_tflop": linear / 1e12,
+        "attn_tflop": (attn + cross) / 1e12,
+        "ms": linear / MATMUL_TFLOPS / 1e9 + (attn + cross) / ATTN_TFLOPS / 1e9,
+    }
 
 
 def build_models(device: torch.device, dtype: torch.dtype) -> Models:
@@ -67,18 +70,31 @@ def random_embeds(prompt: str, device: torch.device) -> dict[str, torch.Tensor]:
     return {prompt: emb}
 
 
-def run_preset(preset: str, descriptors: str, blocks: int, warmup: int, models: Models,
-               extra: list[str]) -> dict:
-    cfg = resolve_config(preset, [f"dysink.descriptors=\"{descriptors}\"", *extra])
+def run_preset(
+    preset: str, descriptors: str, blocks: int, warmup: int, models: Models, extra: list[str]
+) -> dict:
+    cfg = resolve_config(preset, [f'dysink.descriptors="{descriptors}"', *extra])
     seconds = (4 * 3 * blocks - 3) / cfg.output.fps
     prompt = "benchmark"
-    job = RenderJob(segments=(Segment(0.0, prompt),), seconds=seconds, output=Path("/tmp/bench.mp4"),
-                    config=cfg, seed=1, device="cuda", overwrite=True)
+    job = RenderJob(
+        segments=(Segment(0.0, prompt),),
+        seconds=seconds,
+        output=Path("/tmp/bench.mp4"),
+        config=cfg,
+        seed=1,
+        device="cuda",
+        overwrite=True,
+    )
     done: list[dict] = []
     torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    stats = render(job, lambda e: done.append(e.stats) if isinstance(e, BlockDone) else None,
-                   models=models, embeds=random_embeds(prompt, torch.device("cuda")), sink_factory=NullSink)
+    stats = render(
+        job,
+        lambda e: done.append(e.stats) if isinstance(e, BlockDone) else None,
+        models=models,
+        embeds=random_embeds(prompt, torch.device("cuda")),
+        sink_factory=NullSink,
+    )
     wall = time.perf_counter() - t0
     steady = done[warmup:]
     frames = [d["frames_written"] for d in done]
@@ -109,7 +125,9 @@ def run_preset(preset: str, descriptors: str, blocks: int, warmup: int, models: 
 
 def _commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        )
         return out.stdout.strip() or "unknown"
     except OSError:
         return "unknown"
@@ -127,11 +145,17 @@ def main() -> None:
     device = torch.device("cuda")
     for keys in (9, 15):
         f = floor_ms(keys)
-        print(f"floor per forward, {keys}-frame keys: {f['linear_tflop']:.1f} TFLOP linear + "
-              f"{f['attn_tflop']:.1f} TFLOP attention = {f['ms']:.1f} ms at {MATMUL_TFLOPS:g}/{ATTN_TFLOPS:g} TFLOP/s")
+        print(
+            f"floor per forward, {keys}-frame keys: {f['linear_tflop']:.1f} TFLOP linear + "
+            f"{f['attn_tflop']:.1f} TFLOP attention = {f['ms']:.1f} ms "
+            f"at {MATMUL_TFLOPS:g}/{ATTN_TFLOPS:g} TFLOP/s"
+        )
     dysink_block = 4 * floor_ms(15)["ms"] + floor_ms(9)["ms"]
-    print(f"DySink block floor (4 steps x 15 frames + clean pass x 9): {dysink_block:.0f} ms -> "
-          f"{12 / dysink_block * 1000:.1f} FPS DiT-only ceiling", flush=True)
+    print(
+        f"DySink block floor (4 steps x 15 frames + clean pass x 9): {dysink_block:.0f} ms -> "
+        f"{12 / dysink_block * 1000:.1f} FPS DiT-only ceiling",
+        flush=True,
+    )
     models = build_models(device, torch.bfloat16)
     rows = []
     for preset in args.presets.split(","):
@@ -143,12 +167,18 @@ def main() -> None:
             args.jsonl.parent.mkdir(parents=True, exist_ok=True)
             with open(args.jsonl, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
-    print("\n| preset | descriptors | e2e FPS | DiT FPS | TTFF s | peak GPU GB | peak RSS GB | ms/block (stages) |")
+    print(
+        "\n| preset | descriptors | e2e FPS | DiT FPS | TTFF s | peak GPU GB | peak RSS GB "
+        "| ms/block (stages) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         stages = ", ".join(f"{k} {v:.0f}" for k, v in r["ms_per_block"].items())
-        print(f"| {r['preset']} | {r['descriptors']} | {r['e2e_fps']:.1f} | {r['dit_fps']:.1f} | {r['ttff_s']:.2f} | "
-              f"{r['peak_gpu_gb']:.1f} | {r['peak_rss_gb']:.1f} | {stages} |")
+        print(
+            f"| {r['preset']} | {r['descriptors']} | {r['e2e_fps']:.1f} | {r['dit_fps']:.1f} "
+            f"| {r['ttff_s']:.2f} | "
+            f"{r['peak_gpu_gb']:.1f} | {r['peak_rss_gb']:.1f} | {stages} |"
+        )
 
 
 from dysink_cli.render import render  # noqa: E402

@@ -47,8 +47,10 @@ def main() -> None:
         count, w, h = probe_video(path)
         size = path.stat().st_size
     mode = "lossless" if args.lossless else "crf 18"
-    print(f"x264 {mode}, {w}x{h}, {count} frames on {os.cpu_count()} CPU cores: {wall:.2f} s = "
-          f"{count / wall:.1f} frames/s, {size / count / 1024:.0f} KiB/frame")
+    print(
+        f"x264 {mode}, {w}x{h}, {count} frames on {os.cpu_count()} CPU cores: {wall:.2f} s = "
+        f"{count / wall:.1f} frames/s, {size / count / 1024:.0f} KiB/frame"
+    )
 
 
 if __name__ == "__main__":

@@ -187,7 +187,9 @@ class RenderConfig:
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{key} = {value!r} is not one of {', '.join(allowed)}", f"set {key} to one of them")
+        raise ConfigError(
+            f"{key} = {value!r} is not one of {', '.join(allowed)}", f"set {key} to one of them"
+        )
 
 
 def _suggest(name: str, options: list[str]) -> str:

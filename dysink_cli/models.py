@@ -40,7 +40,9 @@ def _tiny(module: nn.Module, offset: int, dtype: torch.dtype, device: torch.devi
 
 def _check_name(cfg: RenderConfig) -> None:
     if cfg.model.name not in MODEL_NAMES:
-        raise ConfigError(f"model.name = {cfg.model.name!r} is not one of {', '.join(MODEL_NAMES)}", "fix the preset")
+        raise ConfigError(
+            f"model.name = {cfg.model.name!r} is not one of {', '.join(MODEL_NAMES)}", "fix the preset"
+        )
 
 
 def dit_config(cfg: RenderConfig) -> DiTConfig:
@@ -49,8 +51,9 @@ def dit_config(cfg: RenderConfig) -> DiTConfig:
 
 
 @torch.no_grad()
-def encode_prompts(cfg: RenderConfig, weights_dir: str, prompts: list[str], device: torch.device,
-                   dtype: torch.dtype) -> dict[str, Tensor]:
+def encode_prompts(
+    cfg: RenderConfig, weights_dir: str, prompts: list[str], device: torch.device, dtype: torch.dtype
+) -> dict[str, Tensor]:
     """umT5 embeddings (512 rows, zero after the prompt) of each distinct prompt, on the CPU.
 
     The encoder (11 GB at full size) is loaded, run once per distinct prompt, and freed.
@@ -92,7 +95,9 @@ def load_models(cfg: RenderConfig, weights_dir: str, device: torch.device, dtype
     plan = weights.discover(weights_dir, cfg.checkpoints)
     pe_cfg = PE_CORE_CONFIGS.get(cfg.model.pe_core)
     if pe_cfg is None:
-        raise ConfigError(f"model.pe_core = {cfg.model.pe_core!r} is unknown", f"use one of {', '.join(PE_CORE_CONFIGS)}")
+        raise ConfigError(
+            f"model.pe_core = {cfg.model.pe_core!r} is unknown", f"use one of {', '.join(PE_CORE_CONFIGS)}"
+        )
     return Models(
         dit=weights.load_generator(plan, WAN_1_3B, dtype, device),
         vae=weights.load_vae(plan, WAN_VAE, dtype, device),

@@ -64,8 +64,13 @@ def compute_dtype(name: str, device: torch.device) -> torch.dtype:
 
 def job_fingerprint(job: RenderJob) -> dict[str, Any]:
     """What must match for a work folder to continue this job (also enough to rebuild it)."""
-    return {"segments": [[s.at_s, s.prompt] for s in job.segments], "seconds": job.seconds, "seed": job.seed,
-            "config": config_to_dict(job.config), "lossless": job.lossless}
+    return {
+        "segments": [[s.at_s, s.prompt] for s in job.segments],
+        "seconds": job.seconds,
+        "seed": job.seed,
+        "config": config_to_dict(job.config),
+        "lossless": job.lossless,
+    }
 
 
 def job_from_checkpoint(output: Path, device: str = "auto", log_json: Path | None = None) -> RenderJob:
@@ -76,15 +81,30 @@ def job_from_checkpoint(output: Path, device: str = "auto", log_json: Path | Non
         raise ResumeError(f"no checkpoint to resume in {work}", "render it with dysink render instead")
     try:
         fp = json.loads(meta_path.read_text())["job"]
-        return RenderJob(segments=tuple(Segment(float(a), p) for a, p in fp["segments"]), seconds=fp["seconds"],
-                         output=Path(output), config=build_config(fp["config"]), seed=fp["seed"], device=device,
-                         lossless=fp["lossless"], log_json=log_json)
+        return RenderJob(
+            segments=tuple(Segment(float(a), p) for a, p in fp["segments"]),
+            seconds=fp["seconds"],
+            output=Path(output),
+            config=build_config(fp["config"]),
+            seed=fp["seed"],
+            device=device,
+            lossless=fp["lossless"],
+            log_json=log_json,
+        )
     except (KeyError, TypeError, ValueError) as err:
-        raise ResumeError(f"checkpoint in {work} is unreadable: {err}", "start again with --overwrite") from None
+        raise ResumeError(
+            f"checkpoint in {work} is unreadable: {err}", "start again with --overwrite"
+        ) from None
 
 
-def render(job: RenderJob, on_event: EventSink, *, models: Models | None = None,
-           embeds: dict[str, Tensor] | None = None, sink_factory: Callable[..., Any] = FfmpegSink) -> RenderStats:
+def render(
+    job: RenderJob,
+    on_event: EventSink,
+    *,
+    models: Models | None = None,
+    embeds: dict[str, Tensor] | None = None,
+    sink_factory: Callable[..., Any] = FfmpegSink,
+) -> RenderStats:
     """Render (or continue) one video. Raises DysinkError subclasses on user errors.
 
     `models`, `embeds` and `sink_factory` replace the loaded networks, the text encoder's output
@@ -120,21 +140,32 @@ class RenderSession:
             if out.exists():
                 raise OutputError(f"{out} already exists", "pass --overwrite or pick another name")
             if not (out.parent if str(out.parent) else Path(".")).is_dir():
-                raise OutputError(f"folder {out.parent} does not exist", "create it or pick another output path")
+                raise OutputError(
+                    f"folder {out.parent} does not exist", "create it or pick another output path"
+                )
             return None
         if checkpoint.meta.get("job") != json.loads(json.dumps(job_fingerprint(self.job))):
-            raise ResumeError(f"{work} holds a different render's checkpoint",
-                              "run the same command as before, or pass --overwrite to start again")
+            raise ResumeError(
+                f"{work} holds a different render's checkpoint",
+                "run the same command as before, or pass --overwrite to start again",
+            )
         return checkpoint
 
     def prepare(self, models: Models | None, embeds: dict[str, Tensor] | None) -> None:
         cfg, job = self.cfg, self.job
         if cfg.model.name == "tiny":
-            self.emit(Note("using the built-in demo model with untrained weights (noise-like video); "
-                           "point --weights at a folder of real checkpoints for real videos"))
-        self.emit(Note(self.plan.describe()))
+            self.emit(
+                Note(
+                    "using the built-in demo model with untrained weights (noise-like video); "
+                    "point --weights at a folder of real checkpoints for real videos"
+                )
+            )
         for sw in self.switches[1:]:
-            self.emit(PromptSwitch(sw.segment, sw.block, sw.requested_s, sw.effective_s, job.segments[sw.segment].prompt))
+            self.emit(
+                PromptSwitch(
+                    sw.segment, sw.block, sw.requested_s, sw.effective_s, job.segments[sw.segment].prompt
+                )
+            )
         prompts = [s.prompt for s in job.segments]
         embeds = embeds or encode_prompts(cfg, cfg.model.weights, prompts, self.device, self.dtype)
         self.models = models or load_models(cfg, cfg.model.weights, self.device, self.dtype)
@@ -144,13 +175,25 @@ class RenderSession:
         latent_hw = (cfg.output.height // vae_cfg.spatial_stride, cfg.output.width // vae_cfg.spatial_stride)
         self.decoder = Decoder(self.models.vae, self.models.vae.decoder_state())
         spec = LoopSpec.from_config(cfg)
-        describe = make_describer(self.models, self.decoder, cfg.dysink.descriptors, self.timer) if spec.uses_memory else None
+        describe = (
+            make_describer(self.models, self.decoder, cfg.dysink.descriptors, self.timer)
+            if spec.uses_memory
+            else None
+        )
         self.bank = self._open_bank() if spec.uses_memory else None
-        self.gen = BlockGenerator(dit, spec, SeededNoise(job.seed, tiled=cfg.engine.noise == "tiled"), latent_hw,
-                                  device=self.device, dtype=self.dtype,
-                                  backend=resolve_backend(cfg.model.attention, self.device),
-                                  rope=render_rope(cfg, dit.cfg, job.seed), describe=describe, timer=self.timer,
-                                  bank=self.bank)
+        self.gen = BlockGenerator(
+            dit,
+            spec,
+            SeededNoise(job.seed, tiled=cfg.engine.noise == "tiled"),
+            latent_hw,
+            device=self.device,
+            dtype=self.dtype,
+            backend=resolve_backend(cfg.model.attention, self.device),
+            rope=render_rope(cfg, dit.cfg, job.seed),
+            describe=describe,
+            timer=self.timer,
+            bank=self.bank,
+        )
         self.segment = 0
         self.parts: list[dict[str, Any]] = [{"path": str(job.output), "frames": 0}]
         if self.checkpoint is not None:
@@ -159,8 +202,14 @@ class RenderSession:
 
     def _open_bank(self) -> MemoryBank:
         b = self.cfg.bank
-        options = {"max_entries": b.max_entries, "ram_gb": b.ram_gb, "disk_gb": b.disk_gb,
-                   "gpu_entries": b.gpu_entries, "dtype": b.dtype, "device": self.device}
+        options = {
+            "max_entries": b.max_entries,
+            "ram_gb": b.ram_gb,
+            "disk_gb": b.disk_gb,
+            "gpu_entries": b.gpu_entries,
+            "dtype": b.dtype,
+            "device": self.device,
+        }
         work = self.work / "bank"
         if self.checkpoint is not None and self.checkpoint.meta["generator"].get("bank") is not None:
             state = dict(self.checkpoint.meta["generator"]["bank"])
@@ -170,14 +219,20 @@ class RenderSession:
 
     def _restore(self, checkpoint: Checkpoint) -> None:
         meta, tensors = checkpoint.meta, checkpoint.tensors
-        restore_generator(self.gen, {k[4:]: v for k, v in tensors.items() if k.startswith("gen.")}, meta["generator"])
-        dec = {k[len("decoder."):]: v for k, v in tensors.items() if k.startswith("decoder.")}
+        restore_generator(
+            self.gen, {k[4:]: v for k, v in tensors.items() if k.startswith("gen.")}, meta["generator"]
+        )
+        dec = {k[len("decoder.") :]: v for k, v in tensors.items() if k.startswith("decoder.")}
         self.decoder.state = DecoderState.from_tensors(dec, device=self.device)
         self.segment = meta["segment"]
         self.parts = [dict(p) for p in meta["parts"]]
         self.parts.append({"path": str(part_path(self.work, self.job.output, len(self.parts))), "frames": 0})
-        self.emit(Note(f"resuming from block {self.gen.block} of {self.plan.blocks} "
-                       f"({sum(p['frames'] for p in self.parts)} frames already written)"))
+        self.emit(
+            Note(
+                f"resuming from block {self.gen.block} of {self.plan.blocks} "
+                f"({sum(p['frames'] for p in self.parts)} frames already written)"
+            )
+        )
 
     def save(self, sink: Any) -> None:
         """Checkpoint the state after the last finished block (frames of the part being written)."""
@@ -185,27 +240,52 @@ class RenderSession:
         gen_tensors, gen_meta = generator_state(self.gen)
         tensors = {f"gen.{k}": v for k, v in gen_tensors.items()}
         tensors |= {f"decoder.{k}": v for k, v in self.decoder.state.to_tensors().items()}
-        meta = {"job": job_fingerprint(self.job), "block": self.gen.block, "segment": self.segment,
-                "parts": self.parts, "generator": gen_meta}
+        meta = {
+            "job": job_fingerprint(self.job),
+            "block": self.gen.block,
+            "segment": self.segment,
+            "parts": self.parts,
+            "generator": gen_meta,
+        }
         with self.timer.stage("checkpoint"):
             save_checkpoint(self.work, meta, tensors)
 
     def run(self) -> RenderStats:
         plan, cfg, job = self.plan, self.cfg, self.job
         switch_at = {sw.block: sw for sw in self.switches[1:]}
-        self.emit(RenderStarted(str(job.output), plan.blocks, plan.latent_frames, plan.video_frames, plan.fps,
-                                plan.duration_s, first_block=self.gen.block))
+        self.emit(
+            RenderStarted(
+                str(job.output),
+                plan.blocks,
+                plan.latent_frames,
+                plan.video_frames,
+                plan.fps,
+                plan.duration_s,
+                first_block=self.gen.block,
+            )
+        )
         done_before = sum(p["frames"] for p in self.parts[:-1])
         log = open(job.log_json, "a" if self.checkpoint else "w") if job.log_json else None  # noqa: SIM115
         interrupt = InterruptFlag()
         try:
-            with interrupt, self.sink_factory(Path(self.parts[-1]["path"]), cfg.output.width, cfg.output.height,
-                                              cfg.output.fps, crf=cfg.output.crf, lossless=job.lossless,
-                                              overwrite=True) as sink:
+            with (
+                interrupt,
+                self.sink_factory(
+                    Path(self.parts[-1]["path"]),
+                    cfg.output.width,
+                    cfg.output.height,
+                    cfg.output.fps,
+                    crf=cfg.output.crf,
+                    lossless=job.lossless,
+                    overwrite=True,
+                ) as sink,
+            ):
                 for b in range(self.gen.block, plan.blocks):
                     self._block(b, switch_at, sink)
                     written = done_before + sink.frames_written
-                    stats = block_stats(self.last_record, self.timer.pop(), self.probe, written, self.started, plan.fps)
+                    stats = block_stats(
+                        self.last_record, self.timer.pop(), self.probe, written, self.started, plan.fps
+                    )
                     if self.bank is not None:
                         stats["bank_tiers"] = self.bank.stats()
                     if log:
@@ -243,9 +323,22 @@ class RenderSession:
             join_parts(self.parts, Path(job.output), ffmpeg_exe())
         remove_work_dir(self.work)
         wall = time.perf_counter() - self.started
-        result = RenderStats(job.output, frames_written, self.plan.blocks, wall, frames_written / wall,
-                             self.probe.peak_gpu_gb(), self.probe.peak_rss_gb())
-        self.emit(Finished(str(job.output), frames_written, frames_written / self.plan.fps, wall,
-                           {"peak_gpu_gb": result.peak_gpu_gb, "peak_rss_gb": result.peak_rss_gb}))
+        result = RenderStats(
+            job.output,
+            frames_written,
+            self.plan.blocks,
+            wall,
+            frames_written / wall,
+            self.probe.peak_gpu_gb(),
+            self.probe.peak_rss_gb(),
+        )
+        self.emit(
+            Finished(
+                str(job.output),
+                frames_written,
+                frames_written / self.plan.fps,
+                wall,
+                {"peak_gpu_gb": result.peak_gpu_gb, "peak_rss_gb": result.peak_rss_gb},
+            )
+        )
         return result
-

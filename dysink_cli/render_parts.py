@@ -41,7 +41,9 @@ class Decoder:
         return frames
 
 
-def make_describer(models: Models, decoder: Decoder, mode: str, timer: StageTimer) -> Callable[[Tensor], Tensor]:
+def make_describer(
+    models: Models, decoder: Decoder, mode: str, timer: StageTimer
+) -> Callable[[Tensor], Tensor]:
     """Block latents -> L2-normalised PE-Core descriptor: a standalone 9-frame decode (reference)
     or the streamed frames ("shared": one decode per block instead of two)."""
     assert models.pe is not None
@@ -80,8 +82,14 @@ class InterruptFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def block_stats(record: dict[str, Any], ms: dict[str, float], probe: MemoryProbe, frames_written: int,
-                started: float, fps: int) -> dict[str, Any]:
+def block_stats(
+    record: dict[str, Any],
+    ms: dict[str, float],
+    probe: MemoryProbe,
+    frames_written: int,
+    started: float,
+    fps: int,
+) -> dict[str, Any]:
     """The per-block JSON record of --log-json (see engine/events.py BlockDone)."""
     elapsed = time.perf_counter() - started
     retrieval = record.get("retrieval") or {}

@@ -21,15 +21,12 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from dysink_cli.errors import OutputError, ResumeError
+from dysink_cli.workdir import CHECKPOINT_META, work_dir_for
+
+__all__ = ["work_dir_for"]
 
 CHECKPOINT_VERSION = 1
-META = "checkpoint.json"
-
-
-def work_dir_for(output: Path) -> Path:
-    """`video.mp4` -> `video.mp4.dysink/` beside it."""
-    output = Path(output)
-    return output.with_name(output.name + ".dysink")
+META = CHECKPOINT_META
 
 
 def open_work_dir(output: Path) -> Path:
@@ -40,8 +37,10 @@ def open_work_dir(output: Path) -> Path:
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as err:
-        raise OutputError(f"cannot write the work folder {work}: {err.strerror or err}",
-                          "make the output's folder writable or pick another output path") from None
+        raise OutputError(
+            f"cannot write the work folder {work}: {err.strerror or err}",
+            "make the output's folder writable or pick another output path",
+        ) from None
     return work
 
 
@@ -64,8 +63,10 @@ def save_checkpoint(work: Path, meta: dict[str, Any], tensors: dict[str, Tensor]
         os.replace(tmp, work / META)
     except (OSError, SafetensorError) as err:
         (work / name).unlink(missing_ok=True)
-        raise OutputError(f"cannot write a checkpoint in {work}: {err}",
-                          "free disk space; the video written so far is kept and plays") from None
+        raise OutputError(
+            f"cannot write a checkpoint in {work}: {err}",
+            "free disk space; the video written so far is kept and plays",
+        ) from None
     if old and old.get("tensors") and old["tensors"] != name:
         (work / old["tensors"]).unlink(missing_ok=True)
 
@@ -77,8 +78,10 @@ def _read_meta(work: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise ResumeError(f"checkpoint {path} is unreadable: {err}",
-                          "delete the work folder (or pass --overwrite) to start again") from None
+        raise ResumeError(
+            f"checkpoint {path} is unreadable: {err}",
+            "delete the work folder (or pass --overwrite) to start again",
+        ) from None
 
 
 def load_checkpoint(work: Path) -> Checkpoint | None:
@@ -91,8 +94,10 @@ def load_checkpoint(work: Path) -> Checkpoint | None:
     try:
         tensors = load_file(str(work / meta["tensors"]))
     except (OSError, SafetensorError) as err:
-        raise ResumeError(f"checkpoint tensors {work / meta['tensors']} are corrupt: {err}",
-                          "start again with --overwrite (the video so far is kept)") from None
+        raise ResumeError(
+            f"checkpoint tensors {work / meta['tensors']} are corrupt: {err}",
+            "start again with --overwrite (the video so far is kept)",
+        ) from None
     return Checkpoint(meta, tensors)
 
 
@@ -108,14 +113,44 @@ def join_parts(parts: list[dict[str, Any]], output: Path, ffmpeg: str) -> None:
     for i, part in enumerate(parts):
         src = Path(part["path"])
         dst = work / f"trim-{i:03d}{output.suffix}"
-        _ffmpeg([ffmpeg, "-y", "-loglevel", "error", "-i", str(src), "-map", "0:v", "-c", "copy",
-                 "-frames:v", str(part["frames"]), str(dst)])
+        _ffmpeg(
+            [
+                ffmpeg,
+                "-y",
+                "-loglevel",
+                "error",
+                "-i",
+                str(src),
+                "-map",
+                "0:v",
+                "-c",
+                "copy",
+                "-frames:v",
+                str(part["frames"]),
+                str(dst),
+            ]
+        )
         trimmed.append(dst)
     listing = work / "parts.txt"
     listing.write_text("".join(f"file '{p.resolve()}'\n" for p in trimmed))
     joined = work / f"joined{output.suffix}"
-    _ffmpeg([ffmpeg, "-y", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing),
-             "-c", "copy", str(joined)])
+    _ffmpeg(
+        [
+            ffmpeg,
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+            str(listing),
+            "-c",
+            "copy",
+            str(joined),
+        ]
+    )
     os.replace(joined, output)
 
 
@@ -123,8 +158,10 @@ def _ffmpeg(cmd: list[str]) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ["no message"]
-        raise OutputError(f"joining the resumed video failed: {tail[0]}",
-                          "the parts are kept in the work folder; free disk space and run dysink resume again")
+        raise OutputError(
+            f"joining the resumed video failed: {tail[0]}",
+            "the parts are kept in the work folder; free disk space and run dysink resume again",
+        )
 
 
 def remove_work_dir(work: Path) -> None:

@@ -17,16 +17,26 @@ from dysink_cli.model.rope import RopeFrequencies, RopeSpec, jittered_thetas, wa
 LOL_STREAM = 0x4C6F4C  # "LoL": keeps the jitter draw apart from the noise draws
 
 
-def lol_frequencies(dit: DiTConfig, sigma: float, seed: int, axes: str = "t", scope: str = "shared",
-                    heads_fraction: float = 1.0) -> RopeSpec:
+def lol_frequencies(
+    dit: DiTConfig,
+    sigma: float,
+    seed: int,
+    axes: str = "t",
+    scope: str = "shared",
+    heads_fraction: float = 1.0,
+) -> RopeSpec:
     """Per-head jittered frequencies; sigma = 0 gives Wan's frequencies exactly."""
     gen = torch.Generator().manual_seed(mix_seed(seed, LOL_STREAM))
     layers = dit.num_layers if scope == "per_layer" else 1
 
     def one() -> RopeFrequencies:
         thetas = jittered_thetas(dit.num_heads, sigma, gen, dit.rope_theta, heads_fraction)
-        return wan_frequencies(dit.head_dim, dit.rope_theta, temporal_theta=thetas if "t" in axes else None,
-                               spatial_theta=thetas if ("h" in axes or "w" in axes) else None)
+        return wan_frequencies(
+            dit.head_dim,
+            dit.rope_theta,
+            temporal_theta=thetas if "t" in axes else None,
+            spatial_theta=thetas if ("h" in axes or "w" in axes) else None,
+        )
 
     if sigma == 0:
         return wan_frequencies(dit.head_dim, dit.rope_theta)

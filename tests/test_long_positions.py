@@ -25,22 +25,34 @@ def describe(latents: torch.Tensor) -> torch.Tensor:
 def rollout(cfg: DiTConfig, spec: LoopSpec, blocks: int, hw: tuple[int, int] = (4, 4)) -> list[torch.Tensor]:
     dit = init_untrained(WanDiT(cfg), 0).eval()
     gen = BlockGenerator(dit, spec, SeededNoise(3), hw, describe=describe if spec.uses_memory else None)
-    gen.set_prompt(dit.encode_text(torch.randn(1, 4, cfg.text_dim, generator=torch.Generator().manual_seed(1))))
+    gen.set_prompt(
+        dit.encode_text(torch.randn(1, 4, cfg.text_dim, generator=torch.Generator().manual_seed(1)))
+    )
     return [gen.next_block().latents for _ in range(blocks)]
 
 
 def test_relative_equals_absolute_under_the_clamp():
     for spec in (
         LoopSpec(policy="static-sink", window_frames=9, sink_frames=3, capacity_frames=9),
-        LoopSpec(policy="dysink", window_frames=6, capacity_frames=12, top_k=2, dedup_threshold=0.999,
-                 gate_rule="per-entry", gate_threshold=0.5, query_blocks=2),
+        LoopSpec(
+            policy="dysink",
+            window_frames=6,
+            capacity_frames=12,
+            top_k=2,
+            dedup_threshold=0.999,
+            gate_rule="per-entry",
+            gate_threshold=0.5,
+            query_blocks=2,
+        ),
     ):
         absolute = rollout(TINY_DIT, spec, 8)
-        relative = rollout(TINY_DIT, dataclasses.replace(spec, rope_mode="relative", max_distance_frames=240), 8)
-        assert all(torch.equal(a, r) for a, r in zip(absolute, relative))
+        relative = rollout(
+            TINY_DIT, dataclasses.replace(spec, rope_mode="relative", max_distance_frames=240), 8
+        )
+        assert all(torch.equal(a, r) for a, r in zip(absolute, relative, strict=True))
         clamped = rollout(TINY_DIT, dataclasses.replace(spec, rope_mode="relative", max_distance_frames=6), 8)
         assert not torch.equal(absolute[-1], clamped[-1])  # the clamp acts once distances exceed it
-        assert all(torch.equal(a, c) for a, c in zip(absolute[:2], clamped[:2]))  # not before
+        assert all(torch.equal(a, c) for a, c in zip(absolute[:2], clamped[:2], strict=True))  # not before
 
 
 def test_an_hour_of_latent_frames():
@@ -54,8 +66,15 @@ def test_an_hour_of_latent_frames():
 
 
 def _hour_rollout() -> None:
-    spec = LoopSpec(policy="static-sink", window_frames=6, sink_frames=3, capacity_frames=6,
-                    timesteps=(1000.0, 625.0), rope_mode="relative", max_distance_frames=240)
+    spec = LoopSpec(
+        policy="static-sink",
+        window_frames=6,
+        sink_frames=3,
+        capacity_frames=6,
+        timesteps=(1000.0, 625.0),
+        rope_mode="relative",
+        max_distance_frames=240,
+    )
     dit = init_untrained(WanDiT(MICRO), 0).eval()
     gen = BlockGenerator(dit, spec, SeededNoise(1), (2, 2))
     gen.set_prompt(dit.encode_text(torch.randn(1, 4, MICRO.text_dim)))

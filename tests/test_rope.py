@@ -74,7 +74,9 @@ def test_lol_per_head_frequencies_follow_the_formula():
     freqs = lol_frequencies(WAN_1_3B, sigma, seed=7)
     assert freqs.temporal.shape == (12, 22)
     theta_h = 1.0 / freqs.temporal[:, 1] ** (44 / 2)  # omega_1 = theta_h^(-2/44)
-    assert torch.all(theta_h >= 10000 * (1 - sigma) - 1e-6) and torch.all(theta_h <= 10000 * (1 + sigma) + 1e-6)
+    assert torch.all(theta_h >= 10000 * (1 - sigma) - 1e-6) and torch.all(
+        theta_h <= 10000 * (1 + sigma) + 1e-6
+    )
     assert len(set(theta_h.round().tolist())) == 12  # every head its own base
     assert torch.equal(freqs.temporal[:, 0], torch.ones(12, dtype=torch.float64))  # omega_0 = 1 for all heads
     assert torch.equal(freqs.height, wan_frequencies(128).height)  # temporal axis only (default)

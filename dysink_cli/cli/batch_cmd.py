@@ -50,6 +50,7 @@ from dysink_cli.cli.render_cmd import (
 )
 from dysink_cli.errors import ConfigError, DysinkError, OutputError
 from dysink_cli.job import RenderJob
+from dysink_cli.workdir import resumable
 
 Planned = tuple[BatchEntry, Path, RenderJob]
 
@@ -120,7 +121,7 @@ def make_runner(
             done_marker(out).unlink(missing_ok=True)
             partial_marker(out).touch()
             # our own leftovers (.partial) and --overwrite may be replaced; foreign files were refused
-            job = replace(job, overwrite=True)
+            job = replace(job, overwrite=opts.overwrite or not resumable(out))  # resume a checkpoint
             if info.world > 1 and job.device in ("auto", "cuda") and _cuda():
                 job = replace(job, device=f"cuda:{info.local_rank}")
             stats = render(job, progress)

@@ -18,6 +18,7 @@ from dysink_cli.errors import CheckpointError, ConfigError, GpuError, OutputErro
 from dysink_cli.io.ffmpeg import check_output_suffix
 from dysink_cli.job import RenderJob
 from dysink_cli.timeline import Timeline, plan_frames
+from dysink_cli.workdir import resumable
 
 WEIGHTS_ENV = "DYSINK_WEIGHTS"
 MAX_SEED = 2**63 - 1
@@ -76,7 +77,7 @@ def check_output(path: Path, overwrite: bool) -> Path:
         raise OutputError(f"folder {parent} does not exist", f"create it first: mkdir -p {parent}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"folder {parent} is not writable", "pick an output folder you can write to")
-    if path.exists() and not overwrite:
+    if path.exists() and not overwrite and not resumable(path):
         raise OutputError(f"{path} already exists", "pass --overwrite or pick another name")
     return path
 

@@ -30,8 +30,14 @@ Describer = Callable[[Tensor], Tensor]  # block latents (B, F, C, H, W) -> descr
 class DySinkMemory:
     """Bank + query queue + the reference's retrieval and dedup rules."""
 
-    def __init__(self, spec: LoopSpec, describe: Describer, storage_device: torch.device | str = "cpu",
-                 max_entries: int = 0, bank: MemoryBank | None = None) -> None:
+    def __init__(
+        self,
+        spec: LoopSpec,
+        describe: Describer,
+        storage_device: torch.device | str = "cpu",
+        max_entries: int = 0,
+        bank: MemoryBank | None = None,
+    ) -> None:
         """`bank` is a ready tiered bank; else an in-RAM one with its device tier on storage_device."""
         self.spec, self.describe, self.storage_device = spec, describe, storage_device
         self.bank = bank if bank is not None else MemoryBank(max_entries, device=storage_device)
@@ -44,8 +50,9 @@ class DySinkMemory:
     def block_id(self, frame_index: int) -> int:
         return frame_index // self.spec.frames_per_block
 
-    def retrieve(self, start_frame: int, window: int, device: torch.device,
-                 dtype: torch.dtype) -> tuple[list[list[tuple[Tensor, Tensor]]] | None, dict[str, Any] | None]:
+    def retrieve(
+        self, start_frame: int, window: int, device: torch.device, dtype: torch.dtype
+    ) -> tuple[list[list[tuple[Tensor, Tensor]]] | None, dict[str, Any] | None]:
         """Top-k entries for the block at start_frame: per-layer (k, v) in frame order, and a record."""
         if not self.queries or not len(self.bank):
             return None, None
@@ -54,12 +61,16 @@ class DySinkMemory:
         self.bank.prefetch(order)
         roundtrip = torch.bfloat16 if s.retrieved_bf16_roundtrip else None
         memory = self.bank.layer_kv(order, roundtrip, device, dtype) if order else None
-        excluded_frames = sorted(set(range(s.sink_frames)) | set(range(max(0, start_frame - exclusion), start_frame)))
+        excluded_frames = sorted(
+            set(range(s.sink_frames)) | set(range(max(0, start_frame - exclusion), start_frame))
+        )
         record = {
             "num_query_descriptors": len(self.queries),
             "excluded_frames": excluded_frames,
             "excluded_blocks": sorted({self.block_id(f) for f in excluded_frames}),
-            "similarity_per_bank_block": {str(self.block_id(f)): float(v) for f, v in zip(frames, scores.tolist())},
+            "similarity_per_bank_block": {
+                str(self.block_id(f)): float(v) for f, v in zip(frames, scores.tolist(), strict=True)
+            },
             "retrieved_blocks_by_score": [self.block_id(frames[p]) for p in picked],
             "kv_prepend_order_blocks": [self.block_id(frames[p]) for p in order],
             "retrieved_frames": [frames[p] for p in order],
@@ -87,15 +98,21 @@ class DySinkMemory:
             self.bank.add(BankEntry(start_frame, descriptor, k, v, latents.detach()))
         self.queries.append(descriptor)
         if len(self.bank):  # the next block's retrieval is decided now: start its loads early
-            self.bank.prefetch(self._select(start_frame + self.spec.frames_per_block, self.window_frames())[4])
+            self.bank.prefetch(
+                self._select(start_frame + self.spec.frames_per_block, self.window_frames())[4]
+            )
         return {
             "descriptor": descriptor,
             "max_similarity_to_bank": max_sim if frames else None,
-            "similarity_per_bank_block": {str(self.block_id(f)): s for f, s in zip(frames, sims)},
+            "similarity_per_bank_block": {
+                str(self.block_id(f)): s for f, s in zip(frames, sims, strict=True)
+            },
             "added_to_bank": add,
         }
 
-    def recache_entries(self, forward_entry: Callable[[BankEntry], tuple[Tensor, Tensor]]) -> list[dict[str, Any]]:
+    def recache_entries(
+        self, forward_entry: Callable[[BankEntry], tuple[Tensor, Tensor]]
+    ) -> list[dict[str, Any]]:
         """Prompt switch: recompute every entry's K/V alone with the new prompt (bank order)."""
         records = []
         for pos in range(len(self.bank)):

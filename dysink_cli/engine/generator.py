@@ -41,11 +41,23 @@ class BlockOutput:
 class BlockGenerator:
     """Generates latent blocks one after another for one video."""
 
-    def __init__(self, dit: WanDiT, spec: LoopSpec, noise: NoiseSource, latent_hw: tuple[int, int],
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, batch: int = 1,
-                 backend: str = "sdpa", rope: RopeSpec | None = None, describe: Describer | None = None,
-                 bank_device: torch.device | str = "cpu", max_bank_entries: int = 0,
-                 timer: StageTimer | None = None, bank: MemoryBank | None = None) -> None:
+    def __init__(
+        self,
+        dit: WanDiT,
+        spec: LoopSpec,
+        noise: NoiseSource,
+        latent_hw: tuple[int, int],
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        batch: int = 1,
+        backend: str = "sdpa",
+        rope: RopeSpec | None = None,
+        describe: Describer | None = None,
+        bank_device: torch.device | str = "cpu",
+        max_bank_entries: int = 0,
+        timer: StageTimer | None = None,
+        bank: MemoryBank | None = None,
+    ) -> None:
         cfg = dit.cfg
         self.dit, self.spec, self.noise = dit, spec, noise
         self.device, self.dtype, self.batch, self.backend = torch.device(device), dtype, batch, backend
@@ -68,8 +80,18 @@ class BlockGenerator:
 
     def _new_cache(self, capacity_frames: int, sink_frames: int = 0, raw_frames: int = 0) -> KVCache:
         cfg = self.dit.cfg
-        return KVCache(cfg.num_layers, self.batch, capacity_frames, self.tokens_per_frame, cfg.num_heads,
-                       cfg.head_dim, sink_frames, raw_frames, self.dtype, self.device)
+        return KVCache(
+            cfg.num_layers,
+            self.batch,
+            capacity_frames,
+            self.tokens_per_frame,
+            cfg.num_heads,
+            cfg.head_dim,
+            sink_frames,
+            raw_frames,
+            self.dtype,
+            self.device,
+        )
 
     def rope_table(self, start_frame: int, num_frames: int) -> Rope:
         frames = torch.arange(start_frame, start_frame + num_frames)
@@ -82,8 +104,16 @@ class BlockGenerator:
         """Cross-attention K/V of the prompt in force (model.encode_text)."""
         self.text_kv = text_kv
 
-    def forward(self, latents: Tensor, timestep: float, start_frame: int, window: int,
-                memory: list | None = None, cache: KVCache | None = None, protect_sink: bool = True) -> tuple[Tensor, AttnContext]:
+    def forward(
+        self,
+        latents: Tensor,
+        timestep: float,
+        start_frame: int,
+        window: int,
+        memory: list | None = None,
+        cache: KVCache | None = None,
+        protect_sink: bool = True,
+    ) -> tuple[Tensor, AttnContext]:
         """One DiT call over latents (B, F, C, H, W) at `start_frame`; returns flow in the same layout."""
         assert self.text_kv is not None, "set_prompt() first"
         frames = latents.shape[1]
@@ -91,8 +121,14 @@ class BlockGenerator:
         call = cache.begin(start_frame, frames, window, protect_sink, self._sink_shift(cache, start_frame))
         ctx = AttnContext(call, memory, self.spec.gate_rule if memory else "off", self.spec.gate_threshold)
         t = torch.full((latents.shape[0], frames), timestep, dtype=torch.float32, device=self.device)
-        flow = self.dit(latents.permute(0, 2, 1, 3, 4), t, self.text_kv, self.rope_table(start_frame, frames),
-                        ctx, self.backend)
+        flow = self.dit(
+            latents.permute(0, 2, 1, 3, 4),
+            t,
+            self.text_kv,
+            self.rope_table(start_frame, frames),
+            ctx,
+            self.backend,
+        )
         return flow.permute(0, 2, 1, 3, 4), ctx
 
     @torch.no_grad()
@@ -108,11 +144,15 @@ class BlockGenerator:
         # 2. retrieval
         memory = None
         if self.memory is not None:
-            record["bank_blocks_at_block_start"] = [self.memory.block_id(f) for f in self.memory.bank.frame_indices]
+            record["bank_blocks_at_block_start"] = [
+                self.memory.block_id(f) for f in self.memory.bank.frame_indices
+            ]
             with self.timer.stage("retrieve"):
                 memory, record["retrieval"] = self.memory.retrieve(f0, window, self.device, self.dtype)
         if memory and s.rope_mode == "relative":
-            memory = self._clamp_memory(memory, record["retrieval"]["retrieved_frames"], f0, record["retrieval"])
+            memory = self._clamp_memory(
+                memory, record["retrieval"]["retrieved_frames"], f0, record["retrieval"]
+            )
         # 3. denoise: predict x0, re-noise with fresh noise
         x = self.noise.initial(b, shape).to(self.device, self.dtype)
         x0_steps, gates = [], []
@@ -132,10 +172,14 @@ class BlockGenerator:
         # 5. policy after the block
         if s.policy == "rolling-sink":
             done = reinsert(self.cache, f0, s.horizon_frames, s.frames_per_block, self.freqs, self.grid_hw)
-            record["rolling_sink"] = None if done is None else {"source_frames": done[0], "rope_first": done[1]}
+            record["rolling_sink"] = (
+                None if done is None else {"source_frames": done[0], "rope_first": done[1]}
+            )
         if self.memory is not None:
             with self.timer.stage("remember"):
-                record["dedup"] = self.memory.remember(f0, x0, self.cache, s.frames_per_block * self.tokens_per_frame)
+                record["dedup"] = self.memory.remember(
+                    f0, x0, self.cache, s.frames_per_block * self.tokens_per_frame
+                )
             record["bank_size_after_block"] = len(self.memory.bank)
         self.recent.append(x0)
         self.block += 1
@@ -170,8 +214,13 @@ class BlockGenerator:
         """Re-rotate retrieved entries that sit further back than rope.max_distance (relative mode)."""
         deltas = [self._delta(f, f0) for f in frames]
         record["rope_shift_frames"] = deltas
-        return [[(shift_temporal(k, d, layer_freqs(self.freqs, layer)), v) for (k, v), d in zip(entries, deltas)]
-                for layer, entries in enumerate(memory)]
+        return [
+            [
+                (shift_temporal(k, d, layer_freqs(self.freqs, layer)), v)
+                for (k, v), d in zip(entries, deltas, strict=True)
+            ]
+            for layer, entries in enumerate(memory)
+        ]
 
     def _sink_shift(self, cache: KVCache, start_frame: int) -> Any:
         if self.spec.rope_mode != "relative" or not cache.sink:
@@ -186,8 +235,14 @@ class BlockGenerator:
         fpb = self.spec.frames_per_block
         temp = self._new_cache(fpb)
         temp.global_end = entry.frame_index * self.tokens_per_frame
-        self.forward(entry.latent.to(self.device, self.dtype), self.spec.context_timestep,
-                     entry.frame_index, fpb, cache=temp, protect_sink=False)
+        self.forward(
+            entry.latent.to(self.device, self.dtype),
+            self.spec.context_timestep,
+            entry.frame_index,
+            fpb,
+            cache=temp,
+            protect_sink=False,
+        )
         return temp.k, temp.v
 
 
@@ -202,8 +257,9 @@ def gate_records(contexts: list[AttnContext], retrieval: dict[str, Any] | None) 
             continue
         ratios = torch.stack(ctx.gate_ratios).tolist()  # (L, E)
         keeps = torch.stack(ctx.gate_keeps).tolist()
-        for layer, (rho, keep) in enumerate(zip(ratios, keeps)):
-            entries = [{"block": blk, "rho": r, "gated_off": not k} for blk, r, k in zip(blocks, rho, keep)]
+        for layer, (rho, keep) in enumerate(zip(ratios, keeps, strict=True)):
+            decisions = zip(blocks, rho, keep, strict=True)
+            entries = [{"block": blk, "rho": r, "gated_off": not k} for blk, r, k in decisions]
             out.append({"step": step, "layer": layer, "entries": entries})
     return out
 
@@ -220,8 +276,12 @@ def generator_state(gen: BlockGenerator) -> tuple[dict[str, Tensor], dict[str, A
         tensors |= {"cache.raw_k": cache.raw_k, "cache.raw_v": cache.raw_v}
     if gen.recent:
         tensors["recent"] = torch.stack(list(gen.recent))
-    meta: dict[str, Any] = {"block": gen.block, "global_end": cache.global_end, "local_end": end,
-                            "recent": len(gen.recent)}
+    meta: dict[str, Any] = {
+        "block": gen.block,
+        "global_end": cache.global_end,
+        "local_end": end,
+        "recent": len(gen.recent),
+    }
     if gen.memory is not None:
         if gen.memory.queries:
             tensors["queries"] = torch.stack(list(gen.memory.queries))

@@ -29,8 +29,13 @@ class CallPlan:
 class CacheCall:
     """The cache as one forward sees it: `attend_kv` writes layer K/V and returns what to attend."""
 
-    def __init__(self, cache: KVCache, plan: CallPlan, raw_range: tuple[int, int] | None,
-                 sink_transform: Callable[[int, Tensor], Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        cache: KVCache,
+        plan: CallPlan,
+        raw_range: tuple[int, int] | None,
+        sink_transform: Callable[[int, Tensor], Tensor] | None = None,
+    ) -> None:
         self.cache, self.plan, self.raw_range = cache, plan, raw_range
         self.sink_transform = sink_transform  # relative RoPE: re-rotate the sink's keys per layer
 
@@ -45,16 +50,28 @@ class CacheCall:
             c.raw_v[layer, :, lo:hi] = v
         keys, values = c.window(layer, p.window)
         if self.sink_transform is not None and p.sink_tokens:
-            keys = torch.cat([self.sink_transform(layer, keys[:, : p.sink_tokens]), keys[:, p.sink_tokens :]], dim=1)
+            keys = torch.cat(
+                [self.sink_transform(layer, keys[:, : p.sink_tokens]), keys[:, p.sink_tokens :]], dim=1
+            )
         return keys, values, p.sink_tokens
 
 
 class KVCache:
     """Preallocated per-layer K/V with a static sink and a rolling window (LongLive 1.0 rules)."""
 
-    def __init__(self, num_layers: int, batch: int, capacity_frames: int, tokens_per_frame: int,
-                 num_heads: int, head_dim: int, sink_frames: int = 0, raw_frames: int = 0,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        num_layers: int,
+        batch: int,
+        capacity_frames: int,
+        tokens_per_frame: int,
+        num_heads: int,
+        head_dim: int,
+        sink_frames: int = 0,
+        raw_frames: int = 0,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
         self.tokens_per_frame = tokens_per_frame
         self.capacity = capacity_frames * tokens_per_frame
         self.sink = sink_frames * tokens_per_frame
@@ -69,7 +86,9 @@ class KVCache:
         self.raw_k = torch.zeros(raw_shape, dtype=dtype, device=device) if raw_frames else None
         self.raw_v = torch.zeros(raw_shape, dtype=dtype, device=device) if raw_frames else None
 
-    def plan(self, start_frame: int, num_frames: int, window_frames: int, protect_sink: bool = True) -> CallPlan:
+    def plan(
+        self, start_frame: int, num_frames: int, window_frames: int, protect_sink: bool = True
+    ) -> CallPlan:
         """Pure bookkeeping of a call: roll amount, write slots, attended ranges (no tensor work)."""
         tpf, n = self.tokens_per_frame, num_frames * self.tokens_per_frame
         start = start_frame * tpf
@@ -90,8 +109,14 @@ class KVCache:
             window = ((0, self.sink), (local_from, new_local_end))
         return CallPlan(write_start, new_start, new_local_end, window, self.sink)
 
-    def begin(self, start_frame: int, num_frames: int, window_frames: int, protect_sink: bool = True,
-              sink_transform: Callable[[int, Tensor], Tensor] | None = None) -> CacheCall:
+    def begin(
+        self,
+        start_frame: int,
+        num_frames: int,
+        window_frames: int,
+        protect_sink: bool = True,
+        sink_transform: Callable[[int, Tensor], Tensor] | None = None,
+    ) -> CacheCall:
         """Start a model call over frames [start_frame, +num_frames): roll if needed, advance counters."""
         tpf, n = self.tokens_per_frame, num_frames * self.tokens_per_frame
         start = start_frame * tpf

@@ -50,8 +50,16 @@ checkpoint are deleted only at the next checkpoint, so disk use can exceed bank.
 entries evicted since then. Without a work folder there is no disk and no byte cap: everything
 stays in RAM. GB = 1e9 bytes of stored payload (fp8 halves a bf16 entry)."""
 
-COUNTERS = ("retrieved", "spills", "spilled_bytes", "ram_drops", "reloads_disk_to_ram", "reloads_ram_to_gpu",
-            "evictions", "evicted_bytes")
+COUNTERS = (
+    "retrieved",
+    "spills",
+    "spilled_bytes",
+    "ram_drops",
+    "reloads_disk_to_ram",
+    "reloads_ram_to_gpu",
+    "evictions",
+    "evicted_bytes",
+)
 STATE_VERSION = 1
 
 
@@ -94,17 +102,26 @@ class BankEntries(Sequence[BankEntry]):
 class MemoryBank:
     """Entries in insertion order with tiered payloads; see EVICTION_POLICY for the caps."""
 
-    def __init__(self, max_entries: int = 0, work_dir: Path | str | None = None, ram_gb: float = 8.0,
-                 disk_gb: float = 64.0, gpu_entries: int = 4, dtype: str = "same",
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        max_entries: int = 0,
+        work_dir: Path | str | None = None,
+        ram_gb: float = 8.0,
+        disk_gb: float = 64.0,
+        gpu_entries: int = 4,
+        dtype: str = "same",
+        device: torch.device | str = "cpu",
+    ) -> None:
         for key, value in (("max_entries", max_entries), ("ram_gb", ram_gb), ("gpu_entries", gpu_entries)):
             if value < 0:
                 raise ConfigError(f"bank.{key} = {value} is negative", f"set bank.{key} to 0 or more")
         if disk_gb <= 0:
             raise ConfigError(f"bank.disk_gb = {disk_gb} must be positive", "set bank.disk_gb above 0")
         if dtype not in KV_FORMATS:
-            raise ConfigError(f"bank.dtype = {dtype!r} is not one of {', '.join(KV_FORMATS)}",
-                              "set bank.dtype to one of them")
+            raise ConfigError(
+                f"bank.dtype = {dtype!r} is not one of {', '.join(KV_FORMATS)}",
+                "set bank.dtype to one of them",
+            )
         self.max_entries, self.gpu_entries, self.dtype = max_entries, gpu_entries, dtype
         self.device = torch.device(device)
         self.work_dir = None if work_dir is None else open_work_dir(Path(work_dir))
@@ -156,8 +173,11 @@ class MemoryBank:
         """Store an entry (copied to host RAM), then apply the caps and the RAM budget."""
         payload = encode_entry(entry.k, entry.v, entry.latent, self.dtype, self.pin)
         if payload.nbytes > self.disk_budget:
-            raise ConfigError(f"bank.disk_gb = {self.disk_budget / 1e9:g} is smaller than one entry "
-                              f"({payload.nbytes / 1e9:.3g} GB)", "raise bank.disk_gb or use bank.dtype fp8")
+            raise ConfigError(
+                f"bank.disk_gb = {self.disk_budget / 1e9:g} is smaller than one entry "
+                f"({payload.nbytes / 1e9:.3g} GB)",
+                "raise bank.disk_gb or use bank.dtype fp8",
+            )
         eid, self._next_id = self._next_id, self._next_id + 1
         row = entry.descriptor.detach().float().cpu().reshape(1, -1)
         self._ids.append(eid)
@@ -307,8 +327,13 @@ class MemoryBank:
         for eid in others[: max(0, len(others) - self.gpu_entries)]:
             del self._gpu[eid]
 
-    def layer_kv(self, positions: list[int], dtype_roundtrip: torch.dtype | None,
-                 device: torch.device, dtype: torch.dtype) -> list[list[tuple[Tensor, Tensor]]]:
+    def layer_kv(
+        self,
+        positions: list[int],
+        dtype_roundtrip: torch.dtype | None,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> list[list[tuple[Tensor, Tensor]]]:
         """memory[layer] = [(k, v) of each chosen entry] for the DiT (optionally bf16-rounded)."""
         self.prefetch(positions)
         want = [self._ids[p] for p in positions]
@@ -377,11 +402,24 @@ class MemoryBank:
 
     def state_dict(self) -> dict[str, Any]:
         """Index, descriptors (N, D) tensor, file names (None for an entry only in RAM), counters."""
-        rows = [{"id": eid, "frame_index": frame, "version": self._version[eid], "nbytes": self._nbytes[eid],
-                 "file": self._files[eid].name if self._is_clean(eid) else None}
-                for eid, frame in zip(self._ids, self._frames, strict=True)]
-        return {"state_version": STATE_VERSION, "dtype": self.dtype, "next_id": self._next_id,
-                "entries": rows, "descriptors": self._desc.clone(), "counters": dict(self.counters)}
+        rows = [
+            {
+                "id": eid,
+                "frame_index": frame,
+                "version": self._version[eid],
+                "nbytes": self._nbytes[eid],
+                "file": self._files[eid].name if self._is_clean(eid) else None,
+            }
+            for eid, frame in zip(self._ids, self._frames, strict=True)
+        ]
+        return {
+            "state_version": STATE_VERSION,
+            "dtype": self.dtype,
+            "next_id": self._next_id,
+            "entries": rows,
+            "descriptors": self._desc.clone(),
+            "counters": dict(self.counters),
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any], work_dir: Path | str, **options: Any) -> MemoryBank:
@@ -410,8 +448,10 @@ class MemoryBank:
             bank._next_id = int(state["next_id"])
             bank.counters.update({k: int(v) for k, v in state.get("counters", {}).items() if k in COUNTERS})
         except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise ResumeError(f"the memory-bank state in the checkpoint is not usable: {err}",
-                              "start the render again without resuming") from None
+            raise ResumeError(
+                f"the memory-bank state in the checkpoint is not usable: {err}",
+                "start the render again without resuming",
+            ) from None
         bank._protected = {f.name for f in bank._files.values()}
         for name in remove_orphans(bank.work_dir, bank._protected):
             log.info("memory bank: removed %s (written after the checkpoint)", name)

@@ -25,7 +25,9 @@ def retrieval_scores(queries: Tensor, bank: Tensor) -> Tensor:
     return cosine_matrix(queries, bank).mean(dim=0)
 
 
-def excluded_mask(frame_indices: list[int], start_frame: int, exclusion_frames: int, sink_frames: int) -> Tensor:
+def excluded_mask(
+    frame_indices: list[int], start_frame: int, exclusion_frames: int, sink_frames: int
+) -> Tensor:
     """Entries whose start frame lies in [0, sink) or [max(0, f0 - W_x), f0) are not retrievable."""
     lo = max(0, start_frame - exclusion_frames)
     return torch.tensor([f < sink_frames or lo <= f < start_frame for f in frame_indices], dtype=torch.bool)

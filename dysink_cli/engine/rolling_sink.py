@@ -12,7 +12,9 @@ from dysink_cli.engine.kv_cache import KVCache
 from dysink_cli.model.rope import RopeSpec, apply_rope, layer_table, rope_tables
 
 
-def rolling_sink_sources(start_frame: int, horizon_frames: int, block_frames: int = 3) -> tuple[list[int], int] | None:
+def rolling_sink_sources(
+    start_frame: int, horizon_frames: int, block_frames: int = 3
+) -> tuple[list[int], int] | None:
     """Source frames (slot order) and first time index for the block starting at start_frame.
 
     p = s - block; R = H - block; (phase, off) = divmod(p, R); even phase sweeps forward
@@ -28,8 +30,14 @@ def rolling_sink_sources(start_frame: int, horizon_frames: int, block_frames: in
     return [reverse_window - 1 - off - j for j in range(block_frames)], p
 
 
-def reinsert(cache: KVCache, start_frame: int, horizon_frames: int, block_frames: int,
-             freqs: RopeSpec, grid_hw: tuple[int, int]) -> tuple[list[int], int] | None:
+def reinsert(
+    cache: KVCache,
+    start_frame: int,
+    horizon_frames: int,
+    block_frames: int,
+    freqs: RopeSpec,
+    grid_hw: tuple[int, int],
+) -> tuple[list[int], int] | None:
     """After a block's clean pass: overwrite the previous block's slot with re-rotated originals."""
     plan = rolling_sink_sources(start_frame, horizon_frames, block_frames)
     if plan is None:

@@ -28,8 +28,10 @@ def resolve_backend(name: str, device: torch.device) -> str:
     if name not in BACKENDS:
         raise ConfigError(f"model.attention = {name!r} is not one of auto, sdpa, flash", "use auto")
     if name == "flash" and not flash_available():
-        raise ConfigError("model.attention = 'flash' but flash-attn is not installed",
-                          "pip install 'dysink[flash]' or use --set model.attention=sdpa")
+        raise ConfigError(
+            "model.attention = 'flash' but flash-attn is not installed",
+            "pip install 'dysink[flash]' or use --set model.attention=sdpa",
+        )
     return name
 
 

@@ -95,15 +95,26 @@ class Block(nn.Module):
         super().__init__()
         self.norm1 = LayerNorm(cfg.dim, cfg.eps, elementwise_affine=False)
         self.self_attn = Attention(cfg)
-        self.norm3 = LayerNorm(cfg.dim, cfg.eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
+        self.norm3 = (
+            LayerNorm(cfg.dim, cfg.eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
+        )
         self.cross_attn = Attention(cfg)
         self.norm2 = LayerNorm(cfg.dim, cfg.eps, elementwise_affine=False)
-        self.ffn = nn.Sequential(nn.Linear(cfg.dim, cfg.ffn_dim), nn.GELU(approximate="tanh"),
-                                 nn.Linear(cfg.ffn_dim, cfg.dim))
+        self.ffn = nn.Sequential(
+            nn.Linear(cfg.dim, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, cfg.dim)
+        )
         self.modulation = nn.Parameter(torch.randn(1, 6, cfg.dim) / cfg.dim**0.5)
 
-    def forward(self, x: Tensor, e0: Tensor, text_kv: tuple[Tensor, Tensor], rope: RopeTable,
-                ctx: AttnContext, layer: int, backend: str) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        e0: Tensor,
+        text_kv: tuple[Tensor, Tensor],
+        rope: RopeTable,
+        ctx: AttnContext,
+        layer: int,
+        backend: str,
+    ) -> Tensor:
         """x (B, L, C); e0 (B, F, 6, C) per-frame modulation inputs."""
         frames = e0.shape[1]
         shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation.unsqueeze(1) + e0).chunk(6, dim=2)
@@ -121,7 +132,9 @@ class Block(nn.Module):
         y = self.ffn(modulate(self.norm2(x), shift2, scale2))
         return x + gated(y, gate2)
 
-    def self_attention(self, h: Tensor, rope: RopeTable, ctx: AttnContext, layer: int, backend: str) -> Tensor:
+    def self_attention(
+        self, h: Tensor, rope: RopeTable, ctx: AttnContext, layer: int, backend: str
+    ) -> Tensor:
         sa = self.self_attn
         q = apply_rope(sa.heads(sa.norm_q(sa.q(h))), rope)
         k_raw = sa.heads(sa.norm_k(sa.k(h)))
@@ -139,8 +152,9 @@ class Block(nn.Module):
         return sa.o(attention(q, keys, values, backend=backend).flatten(2))
 
     @staticmethod
-    def gate(q: Tensor, local_keys: Tensor, entries: list[tuple[Tensor, Tensor]],
-             ctx: AttnContext) -> list[tuple[Tensor, Tensor]]:
+    def gate(
+        q: Tensor, local_keys: Tensor, entries: list[tuple[Tensor, Tensor]], ctx: AttnContext
+    ) -> list[tuple[Tensor, Tensor]]:
         """DySink sink anomaly gate over retrieved entries (model/gate.py)."""
         q_mean = q.mean(dim=1)  # (B, H, D)
         local = head_affinity(q_mean, local_keys)
@@ -149,7 +163,7 @@ class Block(nn.Module):
         keep = gate_keep(ratios, ctx.gate_threshold, ctx.gate_rule)
         ctx.gate_ratios.append(ratios)
         ctx.gate_keeps.append(keep)
-        return [entry for entry, kept in zip(entries, keep.tolist()) if kept]
+        return [entry for entry, kept in zip(entries, keep.tolist(), strict=True) if kept]
 
 
 class Head(nn.Module):
@@ -174,10 +188,15 @@ class WanDiT(nn.Module):
     def __init__(self, cfg: DiTConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.patch_embedding = nn.Conv3d(cfg.in_dim, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
-        self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, cfg.dim), nn.GELU(approximate="tanh"),
-                                            nn.Linear(cfg.dim, cfg.dim))
-        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
+        self.patch_embedding = nn.Conv3d(
+            cfg.in_dim, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size
+        )
+        self.text_embedding = nn.Sequential(
+            nn.Linear(cfg.text_dim, cfg.dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.dim, cfg.dim)
+        )
+        self.time_embedding = nn.Sequential(
+            nn.Linear(cfg.freq_dim, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim)
+        )
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(cfg.dim, cfg.dim * 6))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.head = Head(cfg)
@@ -190,8 +209,15 @@ class WanDiT(nn.Module):
         embedded = self.text_embedding(context.to(self.patch_embedding.weight.dtype))
         return [block.cross_attn.text_kv(embedded) for block in self.blocks]
 
-    def forward(self, x: Tensor, t: Tensor, text_kv: list[tuple[Tensor, Tensor]], rope: Rope,
-                ctx: AttnContext | None = None, backend: str = "sdpa") -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor,
+        text_kv: list[tuple[Tensor, Tensor]],
+        rope: Rope,
+        ctx: AttnContext | None = None,
+        backend: str = "sdpa",
+    ) -> Tensor:
         """x (B, C, F, H, W) latents; t (B, F) timesteps (float32 values). Returns flow (B, C, F, H, W)."""
         ctx = ctx or AttnContext()
         b, _, frames, height, width = x.shape

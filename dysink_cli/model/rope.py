@@ -38,8 +38,12 @@ class RopeFrequencies:
         return self.temporal.shape[-1] + self.height.shape[-1] + self.width.shape[-1]
 
 
-def wan_frequencies(head_dim: int, theta: float = 10000.0, temporal_theta: Tensor | None = None,
-                    spatial_theta: Tensor | None = None) -> RopeFrequencies:
+def wan_frequencies(
+    head_dim: int,
+    theta: float = 10000.0,
+    temporal_theta: Tensor | None = None,
+    spatial_theta: Tensor | None = None,
+) -> RopeFrequencies:
     """Wan2.1 frequencies: dims 2c_t / 2c_h / 2c_w in the exponents (44/42/42 at head_dim 128).
 
     temporal_theta / spatial_theta: optional per-head bases (heads,) replacing theta on that axis.
@@ -54,8 +58,13 @@ def wan_frequencies(head_dim: int, theta: float = 10000.0, temporal_theta: Tenso
     )
 
 
-def jittered_thetas(num_heads: int, sigma: float, generator: torch.Generator, theta: float = 10000.0,
-                    heads_fraction: float = 1.0) -> Tensor:
+def jittered_thetas(
+    num_heads: int,
+    sigma: float,
+    generator: torch.Generator,
+    theta: float = 10000.0,
+    heads_fraction: float = 1.0,
+) -> Tensor:
     """LoL Alg. 1: theta_h = theta0 * (1 + sigma * eps_h), eps_h ~ U[-1, 1] (a fraction of heads)."""
     eps = torch.rand(num_heads, generator=generator, dtype=torch.float64) * 2 - 1  # (H,)
     jittered = int(round(heads_fraction * num_heads))
@@ -115,8 +124,9 @@ RopeSpec = RopeFrequencies | list[RopeFrequencies]  # one for all layers, or one
 Rope = RopeTable | list[RopeTable]
 
 
-def rope_tables(freqs: RopeSpec, frames: Tensor, height: int, width: int,
-                device: torch.device | str | None = None) -> Rope:
+def rope_tables(
+    freqs: RopeSpec, frames: Tensor, height: int, width: int, device: torch.device | str | None = None
+) -> Rope:
     """RopeTable(s) for a token grid: shared by all layers, or one per layer."""
     if isinstance(freqs, list):
         return [RopeTable.from_angles(rope_angles(f, frames, height, width), device) for f in freqs]

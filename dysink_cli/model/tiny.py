@@ -30,7 +30,9 @@ def init_untrained(module: nn.Module, seed: int) -> nn.Module:
             leaf = name.rsplit(".", 1)[-1]
             if "modulation" in name:
                 value = noise / math.sqrt(param.shape[-1])
-            elif leaf in ("bias", "in_proj_bias") or param.ndim == 1 and "norm" not in name and leaf != "gamma":
+            elif (
+                leaf in ("bias", "in_proj_bias") or param.ndim == 1 and "norm" not in name and leaf != "gamma"
+            ):
                 value = 0.05 * noise
             elif leaf in ("gamma",) or "norm" in name or "ln_" in name or param.ndim == 1:
                 value = 1 + 0.1 * noise

@@ -38,7 +38,10 @@ def run_fixture(path: Path, save: Path | None, weights: Path | None) -> list[Che
     if save is not None:
         out_dir = save / fx.name
         out_dir.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().float().cpu().contiguous() for k, v in outputs.items()}, out_dir / "outputs.safetensors")
+        save_file(
+            {k: v.detach().float().cpu().contiguous() for k, v in outputs.items()},
+            out_dir / "outputs.safetensors",
+        )
         (out_dir / "log.json").write_text(json.dumps(decisions, indent=1))
     return checks
 

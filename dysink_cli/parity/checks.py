@@ -39,12 +39,16 @@ def compare_tensor(fx: Fixture, name: str, mine: Tensor) -> Check:
 
 
 def _blocks_equal(fx: Fixture, what: str, ref_blocks: list[dict], mine_blocks: list[dict], get) -> Check:
-    bad = [i for i, (r, m) in enumerate(zip(ref_blocks, mine_blocks)) if get(r) != get(m)]
+    bad = [i for i, (r, m) in enumerate(zip(ref_blocks, mine_blocks, strict=False)) if get(r) != get(m)]
     if len(ref_blocks) != len(mine_blocks):
-        return Check(f"{fx.name}/decisions:{what}", False, f"{len(mine_blocks)} blocks, expected {len(ref_blocks)}")
+        return Check(
+            f"{fx.name}/decisions:{what}", False, f"{len(mine_blocks)} blocks, expected {len(ref_blocks)}"
+        )
     detail = f"{len(ref_blocks) - len(bad)}/{len(ref_blocks)} blocks match"
     if bad:
-        detail += f"; first mismatch block {bad[0]}: got {get(mine_blocks[bad[0]])!r}, expected {get(ref_blocks[bad[0]])!r}"
+        first = bad[0]
+        detail += f"; first mismatch block {first}: got {get(mine_blocks[first])!r}"
+        detail += f", expected {get(ref_blocks[first])!r}"
     return Check(f"{fx.name}/decisions:{what}", not bad, detail)
 
 
@@ -52,11 +56,18 @@ def _retrieval(rec: dict) -> Any:
     r = rec.get("retrieval")
     if r is None:
         return None
-    return (sorted(r["excluded_blocks"]), list(r["retrieved_blocks_by_score"]), list(r["kv_prepend_order_blocks"]))
+    return (
+        sorted(r["excluded_blocks"]),
+        list(r["retrieved_blocks_by_score"]),
+        list(r["kv_prepend_order_blocks"]),
+    )
 
 
 def _gate(rec: dict) -> Any:
-    return [(g["step"], g["layer"], [(e["block"], e["gated_off"]) for e in g["entries"]]) for g in rec.get("gate") or []]
+    return [
+        (g["step"], g["layer"], [(e["block"], e["gated_off"]) for e in g["entries"]])
+        for g in rec.get("gate") or []
+    ]
 
 
 def _dedup(rec: dict) -> Any:
@@ -65,8 +76,12 @@ def _dedup(rec: dict) -> Any:
 
 
 def _switch(rec: dict) -> Any:
-    return (rec.get("at_frame"), rec.get("bank_entry_blocks"), rec.get("window_recache_frames"),
-            rec.get("effective_local_attn_for_recache"))
+    return (
+        rec.get("at_frame"),
+        rec.get("bank_entry_blocks"),
+        rec.get("window_recache_frames"),
+        rec.get("effective_local_attn_for_recache"),
+    )
 
 
 def compare_decisions(fx: Fixture, mine: dict[str, Any]) -> list[Check]:
@@ -87,9 +102,23 @@ def compare_decisions(fx: Fixture, mine: dict[str, Any]) -> list[Check]:
         checks += [_blocks_equal(fx, what, ref_b, mine_b, get) for what, get in getters.items()]
     if ref.get("switches"):
         checks.append(_blocks_equal(fx, "switches", ref["switches"], mine.get("switches", []), _switch))
-        checks.append(_blocks_equal(fx, "entry_recaches", ref.get("entry_recaches", []),
-                                    mine.get("entry_recaches", []), lambda r: (r["entry_frame"], r["updated"])))
+        checks.append(
+            _blocks_equal(
+                fx,
+                "entry_recaches",
+                ref.get("entry_recaches", []),
+                mine.get("entry_recaches", []),
+                lambda r: (r["entry_frame"], r["updated"]),
+            )
+        )
     if "clean_passes" in ref:
-        checks.append(_blocks_equal(fx, "rolling_sink", ref["clean_passes"], mine.get("clean_passes", []),
-                                    lambda r: (r["reinserted"], r.get("source_frames"), r.get("rope_positions"))))
+        checks.append(
+            _blocks_equal(
+                fx,
+                "rolling_sink",
+                ref["clean_passes"],
+                mine.get("clean_passes", []),
+                lambda r: (r["reinserted"], r.get("source_frames"), r.get("rope_positions")),
+            )
+        )
     return checks

@@ -63,8 +63,10 @@ class Fixture:
         for needle, kind in (("WanVAE", "vae"), ("T5", "t5"), ("WanModel", "dit_forward")):
             if needle in model:
                 return kind
-        raise ConfigError(f"{self.path}: cannot tell the fixture's procedure from config.json",
-                          "expected a pipeline.class or model.class naming a reference component")
+        raise ConfigError(
+            f"{self.path}: cannot tell the fixture's procedure from config.json",
+            "expected a pipeline.class or model.class naming a reference component",
+        )
 
     def dit_config(self) -> DiTConfig:
         model = self.config["model"]
@@ -80,7 +82,9 @@ class Fixture:
 
     def t5_config(self) -> T5Config:
         c = self.config["model"]["constructor"]
-        return T5Config(**_fields(T5Config, {**c, "num_layers": c.get("encoder_layers", c.get("num_layers"))}))
+        return T5Config(
+            **_fields(T5Config, {**c, "num_layers": c.get("encoder_layers", c.get("num_layers"))})
+        )
 
     def weights(self, file_key: str, default: str) -> dict[str, torch.Tensor]:
         path = self.path / default

@@ -15,9 +15,9 @@ from dysink_cli.engine.descriptors import describe_frames, frames_for_descriptor
 from dysink_cli.engine.generator import BlockGenerator
 from dysink_cli.engine.noise import TensorNoise
 from dysink_cli.engine.spec import LoopSpec
+from dysink_cli.model.rope import RopeTable, rope_angles, wan_frequencies
 from dysink_cli.parity.fixture import Fixture
 from dysink_cli.parity.models import load_dit, load_pe, load_t5, load_vae
-from dysink_cli.model.rope import RopeTable, rope_angles, wan_frequencies
 
 Result = tuple[dict[str, Tensor], dict[str, Any]]
 
@@ -27,8 +27,9 @@ def run_dit_forward(fx: Fixture) -> Result:
     dit = load_dit(fx)
     x, t, context = fx.io["x"], fx.io["t"], fx.io["context"]
     frames, h, w = x.shape[2], x.shape[3] // dit.cfg.patch_size[1], x.shape[4] // dit.cfg.patch_size[2]
-    table = RopeTable.from_angles(rope_angles(wan_frequencies(dit.cfg.head_dim, dit.cfg.rope_theta),
-                                              torch.arange(frames), h, w))
+    table = RopeTable.from_angles(
+        rope_angles(wan_frequencies(dit.cfg.head_dim, dit.cfg.rope_theta), torch.arange(frames), h, w)
+    )
     flow = dit(x, t[:, None].expand(-1, frames), dit.encode_text(context), table)
     return {"flow_pred": flow}, {}
 
@@ -64,7 +65,9 @@ def _pipeline_spec(fx: Fixture) -> LoopSpec:
     p = fx.config["pipeline"]
     local, sink, top_k = p["local_attn_size"], p.get("sink_size", 0), p.get("memory_top_k", 0)
     memory = fx.kind() in ("dysink", "interactive")
-    capacity = p.get("initial_kv_cache_frames") or (local + p["num_frame_per_block"] * top_k if memory else local)
+    capacity = p.get("initial_kv_cache_frames") or (
+        local + p["num_frame_per_block"] * top_k if memory else local
+    )
     return LoopSpec(
         policy="dysink" if memory else ("static-sink" if sink else "window"),
         frames_per_block=p["num_frame_per_block"],
@@ -106,8 +109,14 @@ def run_pipeline(fx: Fixture) -> Result:
             return describe_frames(frames[0], pe)
 
     noise = TensorNoise(fx.io["noise"], _step_noise(fx, blocks, len(spec.timesteps) - 1, fpb), fpb)
-    gen = BlockGenerator(dit, spec, noise, tuple(fx.io["noise"].shape[-2:]), describe=describe,
-                         max_bank_entries=p.get("memory_max_entries") or 0)
+    gen = BlockGenerator(
+        dit,
+        spec,
+        noise,
+        tuple(fx.io["noise"].shape[-2:]),
+        describe=describe,
+        max_bank_entries=p.get("memory_max_entries") or 0,
+    )
     prompts = [fx.io[k] for k in sorted(k for k in fx.io if k.startswith("prompt_embeds"))]
     switches = list(p.get("switch_frame_indices", []))
     gen.set_prompt(dit.encode_text(prompts[0]))
@@ -139,8 +148,10 @@ def run_pipeline(fx: Fixture) -> Result:
 def _switch_snapshot(gen: BlockGenerator, index: int, record: dict[str, Any]) -> dict[str, Tensor]:
     n = len(record["window_recache_frames"]) * gen.tokens_per_frame
     end = gen.cache.local_end
-    out = {f"switch{index}_window_k": gen.cache.k[:, :, end - n : end].clone(),
-           f"switch{index}_window_v": gen.cache.v[:, :, end - n : end].clone()}
+    out = {
+        f"switch{index}_window_k": gen.cache.k[:, :, end - n : end].clone(),
+        f"switch{index}_window_v": gen.cache.v[:, :, end - n : end].clone(),
+    }
     for entry in gen.memory.bank.entries if gen.memory else []:
         out[f"switch{index}_entry{entry.frame_index}_k"] = entry.k.clone()
         out[f"switch{index}_entry{entry.frame_index}_v"] = entry.v.clone()
@@ -151,9 +162,16 @@ def _switch_snapshot(gen: BlockGenerator, index: int, record: dict[str, Any]) ->
 def run_rolling_sink(fx: Fixture) -> Result:
     p, rs = fx.config["pipeline"], fx.config["rolling_sink"]
     fpb, blocks, horizon = p["num_frame_per_block"], p["num_blocks"], rs["horizon_frames"]
-    spec = LoopSpec(policy="rolling-sink", frames_per_block=fpb, window_frames=horizon, capacity_frames=horizon,
-                    horizon_frames=horizon, timesteps=tuple(p["warped_timesteps"]),
-                    shift=p.get("timestep_shift", 5.0), context_timestep=float(p.get("context_noise", 0)))
+    spec = LoopSpec(
+        policy="rolling-sink",
+        frames_per_block=fpb,
+        window_frames=horizon,
+        capacity_frames=horizon,
+        horizon_frames=horizon,
+        timesteps=tuple(p["warped_timesteps"]),
+        shift=p.get("timestep_shift", 5.0),
+        context_timestep=float(p.get("context_noise", 0)),
+    )
     dit = load_dit(fx)
     noise = TensorNoise(fx.io["noise"], _step_noise(fx, blocks, len(spec.timesteps) - 1, fpb), fpb)
     gen = BlockGenerator(dit, spec, noise, tuple(fx.io["noise"].shape[-2:]))
@@ -167,9 +185,13 @@ def run_rolling_sink(fx: Fixture) -> Result:
         entry = {"block": out.index, "current_start_frame": out.start_frame, "reinserted": rs_rec is not None}
         if rs_rec:
             first = rs_rec["rope_first"]
-            entry.update(source_frames=rs_rec["source_frames"], rope_positions=list(range(first, first + fpb)))
+            entry.update(
+                source_frames=rs_rec["source_frames"], rope_positions=list(range(first, first + fpb))
+            )
         passes.append(entry)
-    return {"output_latents": torch.cat(latents, dim=1), "x0_pred": torch.stack(x0_steps)}, {"clean_passes": passes}
+    return {"output_latents": torch.cat(latents, dim=1), "x0_pred": torch.stack(x0_steps)}, {
+        "clean_passes": passes
+    }
 
 
 def _jsonable(value: Any) -> Any:
