@@ -21,6 +21,8 @@ from dysink_cli.cli.errors import cli_errors
 from dysink_cli.cli.inspect_cmd import inspect_command
 from dysink_cli.cli.jobs import WEIGHTS_ENV, weights_from
 from dysink_cli.cli.render_cmd import DebugOpt, SetOpt, render_command
+from dysink_cli.cli.resume_cmd import resume_command
+from dysink_cli.cli.weights_cmd import weights_app
 from dysink_cli.config import config_to_dict, list_presets, load_preset_data, resolve_config
 from dysink_cli.errors import DysinkError
 from dysink_cli.io.ffmpeg import ffmpeg_exe, ffmpeg_version
@@ -35,8 +37,10 @@ app = typer.Typer(
 )
 presets_app = typer.Typer(help="List presets, or show one resolved.", no_args_is_help=False)
 app.command("render")(render_command)
+app.command("resume")(resume_command)
 app.command("batch")(batch_command)
 app.add_typer(presets_app, name="presets")
+app.add_typer(weights_app, name="weights")
 app.command("inspect")(inspect_command)
 
 

@@ -1,0 +1,34 @@
+"""`dysink resume OUT`: continue an interrupted render from its last checkpoint in OUT.dysink/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from dysink_cli.cli.errors import cli_errors
+from dysink_cli.cli.jobs import check_device
+from dysink_cli.cli.progress import RenderProgress
+from dysink_cli.cli.render_cmd import DebugOpt, DeviceOpt, QuietOpt
+
+
+def resume_command(
+    output: Annotated[Path, typer.Argument(help="The output file of the interrupted render.")],
+    device: DeviceOpt = "auto",
+    log_json: Annotated[
+        Path | None, typer.Option("--log-json", help="Append one JSON line per block.")
+    ] = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Continue OUT from its last checkpoint; the finished video is identical to an uninterrupted one."""
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    with cli_errors(debug):
+        check_device(device)
+        from dysink_cli.render import job_from_checkpoint, render  # lazy: torch loads only to render
+
+        job = job_from_checkpoint(output, device=device, log_json=log_json)
+        with RenderProgress(console, quiet=quiet) as progress:
+            render(job, progress)

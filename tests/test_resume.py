@@ -1,0 +1,115 @@
+"""Resume: kill -9 at a random block, then continue; the final video's frames equal an
+uninterrupted render's (lossless output). Ctrl-C checkpoints, closes the file and exits 130."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dysink_cli.io.ffmpeg import probe_video, read_frames
+from dysink_cli.workdir import resumable, work_dir_for
+
+ARGS = [
+    "--prompt",
+    "a red fox",
+    "--seconds",
+    "4",
+    "--lossless",
+    "--quiet",
+    "--device",
+    "cpu",
+    "--set",
+    "output.checkpoint_every_blocks=1",
+]
+
+
+def dysink(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dysink_cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def wait_for_block(log: Path, block: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    start = time.time()
+    while time.time() - start < timeout:
+        if log.exists() and sum(1 for _ in log.open()) > block:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"render ended early: {proc.stderr.read()}")
+        time.sleep(0.05)
+    pytest.fail("render too slow")
+
+
+def frames_of(path: Path) -> list[np.ndarray]:
+    return list(read_frames(path))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> list[np.ndarray]:
+    out = tmp_path_factory.mktemp("ref") / "ref.mkv"
+    proc = dysink("render", *ARGS, "-o", str(out))
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    return frames_of(out)
+
+
+def test_kill9_then_resume_is_frame_identical(tmp_path, reference):
+    out, log = tmp_path / "v.mkv", tmp_path / "v.jsonl"
+    proc = dysink("render", *ARGS, "-o", str(out), "--log-json", str(log))
+    wait_for_block(log, random.Random(os.getpid()).randint(1, 3), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert resumable(out) and probe_video(out)[0] > 0  # the partial file plays
+    again = dysink("resume", str(out), "--device", "cpu", "--quiet")
+    assert again.wait(timeout=300) == 0, again.stderr.read()
+    got = frames_of(out)
+    assert len(got) == len(reference) == 69  # 4 s -> 18 latent frames -> 4*18-3
+    assert all(np.array_equal(a, b) for a, b in zip(got, reference, strict=True))
+    assert not work_dir_for(out).exists()
+
+
+def test_rerunning_the_same_command_continues(tmp_path, reference):
+    out, log = tmp_path / "v.mkv", tmp_path / "v.jsonl"
+    proc = dysink("render", *ARGS, "-o", str(out), "--log-json", str(log))
+    wait_for_block(log, 1, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    again = dysink("render", *ARGS, "-o", str(out))
+    assert again.wait(timeout=300) == 0, again.stderr.read()
+    assert all(np.array_equal(a, b) for a, b in zip(frames_of(out), reference, strict=True))
+
+
+def test_ctrl_c_checkpoints_and_exits_130(tmp_path):
+    out, log = tmp_path / "v.mkv", tmp_path / "v.jsonl"
+    args = [a if a != "4" else "8" for a in ARGS]
+    args[args.index("output.checkpoint_every_blocks=1")] = "output.checkpoint_every_blocks=100"
+    proc = dysink("render", *args, "-o", str(out), "--log-json", str(log))
+    wait_for_block(log, 1, proc)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    assert resumable(out)  # written by the Ctrl-C even though the interval is 100 blocks
+    frames, width, height = probe_video(out)
+    assert frames >= 9 and (width, height) == (64, 48)
+
+
+def test_different_job_does_not_resume(tmp_path):
+    out, log = tmp_path / "v.mkv", tmp_path / "v.jsonl"
+    proc = dysink("render", *ARGS, "-o", str(out), "--log-json", str(log))
+    wait_for_block(log, 1, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    other = dysink("render", *[a if a != "a red fox" else "a cat" for a in ARGS], "-o", str(out))
+    assert other.wait(timeout=120) == 1
+    err = other.stderr.read()
+    assert "different render" in err and "--overwrite" in err and "Traceback" not in err
