@@ -52,6 +52,45 @@ def floor_ms(keys_frames: int, tokens_per_frame: int = 1560, frames: int = 3) ->
     }
 
 
+def attention_backends() -> dict[str, float]:
+    """Median ms of one DySink-layer attention (4680 q x 23400 k, 12 x 128, bf16) per SDPA backend."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    q = torch.randn(1, 12, 4680, 128, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(1, 12, 23400, 128, device="cuda", dtype=torch.bfloat16)
+    out = {}
+    for name, backend in (
+        ("cudnn", SDPBackend.CUDNN_ATTENTION),
+        ("flash", SDPBackend.FLASH_ATTENTION),
+        ("efficient", SDPBackend.EFFICIENT_ATTENTION),
+    ):
+        try:
+            with sdpa_kernel([backend]):
+                times = []
+                for _ in range(25):
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    torch.nn.functional.scaled_dot_product_attention(q, k, k)
+                    end.record()
+                    torch.cuda.synchronize()
+                    times.append(start.elapsed_time(end))
+            out[name] = statistics.median(times[5:])
+        except RuntimeError as err:
+            out[name] = float("nan")
+            print(f"attention backend {name} unavailable: {str(err).splitlines()[0]}")
+    return out
+
+
+def profile_blocks(models: Models, blocks: int = 2) -> None:
+    """Top CUDA kernels over `blocks` DySink blocks after a warm-up (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    run_preset("dysink", "standalone", 2, 0, models, [])
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        run_preset("dysink", "standalone", blocks, 0, models, [])
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=60))
+
+
 def build_models(device: torch.device, dtype: torch.dtype) -> Models:
     start = time.perf_counter()
     with torch.device(device):
@@ -141,6 +180,7 @@ def main() -> None:
     parser.add_argument("--descriptors", default="standalone,shared")
     parser.add_argument("--jsonl", type=Path, default=Path("bench/results.jsonl"))
     parser.add_argument("--set", action="append", default=[], help="extra config overrides")
+    parser.add_argument("--profile", action="store_true", help="print the top CUDA kernels of 2 blocks")
     args = parser.parse_args()
     device = torch.device("cuda")
     for keys in (9, 15):
@@ -156,7 +196,14 @@ def main() -> None:
         f"{12 / dysink_block * 1000:.1f} FPS DiT-only ceiling",
         flush=True,
     )
+    backends = attention_backends()
+    print(
+        "SDPA on a DySink layer (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in backends.items()), flush=True
+    )
     models = build_models(device, torch.bfloat16)
+    if args.profile:
+        profile_blocks(models)
+        return
     rows = []
     for preset in args.presets.split(","):
         modes = args.descriptors.split(",") if preset.startswith("dysink") else ["standalone"]

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import imageio_ffmpeg
 import numpy as np
 
 from dysink_cli.errors import FfmpegError, OutputError
@@ -30,7 +29,11 @@ _MP4_FLAGS = "+frag_every_frame+empty_moov+default_base_moof"
 def ffmpeg_exe() -> str:
     """Path of the ffmpeg binary bundled with imageio-ffmpeg (or IMAGEIO_FFMPEG_EXE)."""
     try:
+        import imageio_ffmpeg  # lazy: the engine and NullSink run without it (e.g. on a GPU box)
+
         return imageio_ffmpeg.get_ffmpeg_exe()
+    except ImportError:
+        raise FfmpegError("imageio-ffmpeg is not installed", "pip install imageio-ffmpeg") from None
     except RuntimeError as err:
         raise FfmpegError(f"no ffmpeg binary found: {err}", "pip install imageio-ffmpeg") from None
 
@@ -272,6 +275,8 @@ def probe_video(path: Path) -> tuple[int, int, int]:
     if not Path(path).is_file():
         raise FfmpegError(f"video {path} does not exist", "check the path")
     try:
+        import imageio_ffmpeg
+
         reader = imageio_ffmpeg.read_frames(str(path))
         meta = next(reader)
         reader.close()
@@ -288,6 +293,8 @@ def read_frames(path: Path) -> Iterator[np.ndarray]:
     """Decode a video frame by frame as uint8 [H, W, 3] RGB arrays."""
     if not Path(path).is_file():
         raise FfmpegError(f"video {path} does not exist", "check the path")
+    import imageio_ffmpeg
+
     reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
     try:
         try:

@@ -10,10 +10,17 @@ import importlib.util
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from dysink_cli.errors import ConfigError
 
-BACKENDS = ("sdpa", "flash")
+BACKENDS = ("sdpa", "cudnn", "flash")
+CUDNN_FIRST = [
+    SDPBackend.CUDNN_ATTENTION,
+    SDPBackend.FLASH_ATTENTION,
+    SDPBackend.EFFICIENT_ATTENTION,
+    SDPBackend.MATH,
+]
 
 
 def flash_available() -> bool:
@@ -22,11 +29,15 @@ def flash_available() -> bool:
 
 
 def resolve_backend(name: str, device: torch.device) -> str:
-    """'auto' -> flash on CUDA when installed, else sdpa. Explicit names are checked."""
+    """'auto' -> cuDNN SDPA on CUDA (fastest measured on H100: bench/RESULTS.md), else torch's SDPA.
+
+    'sdpa' lets torch pick its kernel; 'cudnn' forces torch's cuDNN kernel; 'flash' is the
+    flash-attn package (the `flash` extra).
+    """
     if name == "auto":
-        return "flash" if device.type == "cuda" and flash_available() else "sdpa"
+        return "cudnn" if device.type == "cuda" and torch.backends.cudnn.is_available() else "sdpa"
     if name not in BACKENDS:
-        raise ConfigError(f"model.attention = {name!r} is not one of auto, sdpa, flash", "use auto")
+        raise ConfigError(f"model.attention = {name!r} is not one of auto, sdpa, cudnn, flash", "use auto")
     if name == "flash" and not flash_available():
         raise ConfigError(
             "model.attention = 'flash' but flash-attn is not installed",
@@ -42,5 +53,8 @@ def attention(q: Tensor, k: Tensor, v: Tensor, backend: str = "sdpa") -> Tensor:
 
         out = flash_attn_func(q, k, v)
         return out[0] if isinstance(out, tuple) else out
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-    return out.transpose(1, 2)
+    qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    if backend == "cudnn" and q.is_cuda:
+        with sdpa_kernel(CUDNN_FIRST, set_priority=True):
+            return F.scaled_dot_product_attention(qt, kt, vt).transpose(1, 2)
+    return F.scaled_dot_product_attention(qt, kt, vt).transpose(1, 2)
