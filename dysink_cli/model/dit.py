@@ -64,10 +64,8 @@ class RMSNorm(nn.Module):
 
 
 class LayerNorm(nn.LayerNorm):
-    """LayerNorm computed in fp32 and cast back (Wan `WanLayerNorm`)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.float()).type_as(x)
+    """Wan `WanLayerNorm` as the distilled checkpoints ran it: on the activation dtype (torch
+    accumulates in fp32 internally), i.e. bf16 in, bf16 out; fp32 runs are unchanged."""
 
 
 class Attention(nn.Module):
