@@ -85,9 +85,9 @@ def profile_blocks(models: Models, blocks: int = 2) -> None:
     """Top CUDA kernels over `blocks` DySink blocks after a warm-up (torch.profiler)."""
     from torch.profiler import ProfilerActivity, profile
 
-    run_preset("dysink", "standalone", 2, 0, models, [])
+    run_preset("dysink", "standalone", 3, 1, models, [])
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        run_preset("dysink", "standalone", blocks, 0, models, [])
+        run_preset("dysink", "standalone", blocks + 1, 1, models, [])
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=60))
 
 
