@@ -124,6 +124,8 @@ class RenderSession:
         self.started = time.perf_counter()
         self.device = resolve_device(job.device)
         self.dtype = compute_dtype(self.cfg.model.dtype, self.device)
+        if self.device.type == "cuda":  # fixed conv shapes per render: let cuDNN pick its fastest kernels
+            torch.backends.cudnn.benchmark = True
         self.plan = plan_frames(job.seconds, self.cfg.output.fps, self.cfg.engine.frames_per_block)
         self.switches = Timeline(segments=job.segments, source=str(job.output)).switch_blocks(self.plan)
         self.checkpoint = self._find_checkpoint()
