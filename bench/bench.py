@@ -97,7 +97,9 @@ def vae_memory_formats(vae: WanVAE) -> dict[str, float]:
     z = torch.randn(1, 3, 16, 60, 104, device="cuda", dtype=torch.bfloat16)
     out = {}
     for name, fmt in (("contiguous", torch.contiguous_format), ("channels_last_3d", torch.channels_last_3d)):
-        vae.to(memory_format=fmt)
+        for module in vae.modules():
+            if isinstance(module, torch.nn.Conv3d):
+                module.weight.data = module.weight.data.contiguous(memory_format=fmt)
         state = vae.decoder_state()
         _, state = vae.decode_chunk(z, state)
         times = []
@@ -108,7 +110,9 @@ def vae_memory_formats(vae: WanVAE) -> dict[str, float]:
             torch.cuda.synchronize()
             times.append((time.perf_counter() - start) * 1000)
         out[name] = statistics.median(times[1:])
-    vae.to(memory_format=torch.contiguous_format)
+    for module in vae.modules():
+        if isinstance(module, torch.nn.Conv3d):
+            module.weight.data = module.weight.data.contiguous()
     return out
 
 
