@@ -25,8 +25,12 @@ def test_static_sink_is_never_evicted():
     for b in range(5):
         write_block(cache, 3 * b, window=9)
     assert frame_values(cache) == [0, 1, 2, 9, 10, 11, 12, 13, 14]
-    plan = cache.plan(15, 3, 9)
-    assert plan.window[0] == (0, 6) and plan.sink_tokens == 6
+    plan = cache.plan(15, 3, 9)  # full buffer: sink and window are adjacent, read as one slice
+    assert plan.window == ((0, 18),) and plan.sink_tokens == 6
+    wide = KVCache(1, 1, capacity_frames=12, tokens_per_frame=2, num_heads=1, head_dim=1, sink_frames=3)
+    for b in range(5):
+        write_block(wide, 3 * b, window=9)
+    assert wide.plan(15, 3, 9).window == ((0, 6), (12, 24))  # sink, then the last 6 frames
 
 
 def test_window_rolls_and_recompute_keeps_counters():

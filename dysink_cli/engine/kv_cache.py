@@ -106,7 +106,9 @@ class KVCache:
             window = ((max(0, new_local_end - budget), new_local_end),)
         else:
             local_from = max(self.sink, new_local_end - (budget - self.sink))
-            window = ((0, self.sink), (local_from, new_local_end))
+            # a full LongLive buffer makes sink and window adjacent: one slice, no per-layer cat
+            adjacent = local_from == self.sink
+            window = ((0, new_local_end),) if adjacent else ((0, self.sink), (local_from, new_local_end))
         return CallPlan(write_start, new_start, new_local_end, window, self.sink)
 
     def begin(

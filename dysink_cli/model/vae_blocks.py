@@ -130,9 +130,12 @@ class AttentionBlock(nn.Module):
 
 
 class Upsample(nn.Upsample):
-    """Wan Upsample: nearest-exact x2 computed in float32, cast back."""
+    """Wan Upsample: nearest-exact x2 computed in float32, cast back. Nearest copies values, so
+    bf16/fp16 inputs are upsampled directly (bit-identical, two full-size passes fewer)."""
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dtype in (torch.bfloat16, torch.float16):
+            return super().forward(x)
         return super().forward(x.float()).type_as(x)
 
 
