@@ -32,7 +32,8 @@ class ModelSection:
     name: str = "tiny"  # "tiny" (embedded demo) or "wan-1.3b"
     weights: str = ""  # folder with checkpoints; "" = embedded tiny weights
     dtype: str = "bfloat16"  # compute dtype on GPU; CPU always runs float32
-    attention: str = "auto"  # "auto" | "sdpa" | "flash"
+    attention: str = "auto"  # "auto" | "sdpa" | "cudnn" | "flash"
+    compile: bool = True  # fuse the DiT's elementwise chains with torch.compile (CUDA only)
     pe_core: str = "PE-Core-S16-384"
 
 

@@ -66,7 +66,7 @@ class BlockGenerator:
         self.tokens_per_frame = cfg.tokens_per_frame(*latent_hw)
         self.freqs = rope or wan_frequencies(cfg.head_dim, cfg.rope_theta)
         raw = spec.horizon_frames if spec.policy == "rolling-sink" else 0
-        self.cache = self._new_cache(spec.capacity_frames, spec.sink_frames, raw)
+        self.cache = self.new_cache(spec.capacity_frames, spec.sink_frames, raw)
         self.memory = None
         if spec.uses_memory:
             if describe is None:
@@ -78,7 +78,7 @@ class BlockGenerator:
         self.text_kv: list[tuple[Tensor, Tensor]] | None = None
         self.timer = timer or NullTimer()
 
-    def _new_cache(self, capacity_frames: int, sink_frames: int = 0, raw_frames: int = 0) -> KVCache:
+    def new_cache(self, capacity_frames: int, sink_frames: int = 0, raw_frames: int = 0) -> KVCache:
         cfg = self.dit.cfg
         return KVCache(
             cfg.num_layers,
@@ -233,7 +233,7 @@ class BlockGenerator:
     def _recache_entry(self, entry: BankEntry) -> tuple[Tensor, Tensor]:
         """An entry's 3 frames alone at t=0 in a fresh 3-frame cache at their original positions."""
         fpb = self.spec.frames_per_block
-        temp = self._new_cache(fpb)
+        temp = self.new_cache(fpb)
         temp.global_end = entry.frame_index * self.tokens_per_frame
         self.forward(
             entry.latent.to(self.device, self.dtype),

@@ -46,6 +46,8 @@ class DiTConfig:
                 f"DiT dim {self.dim} must be divisible by num_heads {self.num_heads}",
                 "pick a head count that divides the model width",
             )
+        if not self.qk_norm:
+            raise ConfigError("qk_norm = false is not supported", "Wan2.1 T2V models use q/k RMSNorm")
         if self.head_dim % 2:
             raise ConfigError(f"DiT head_dim {self.head_dim} must be even", "use an even head size")
 

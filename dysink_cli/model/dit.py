@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dysink_cli.model.attention import attention
+from dysink_cli.model.block_ops import EAGER, BlockOps, compiled_ops
 from dysink_cli.model.config import DiTConfig
 from dysink_cli.model.gate import entry_ratios, gate_keep, head_affinity
 from dysink_cli.model.rope import Rope, RopeTable, apply_rope, layer_table
@@ -101,6 +102,7 @@ class Block(nn.Module):
             nn.Linear(cfg.dim, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, cfg.dim)
         )
         self.modulation = nn.Parameter(torch.randn(1, 6, cfg.dim) / cfg.dim**0.5)
+        self.ops: BlockOps = EAGER  # compiled_ops() on CUDA (WanDiT.use_compiled_ops)
 
     def forward(
         self,
@@ -113,29 +115,23 @@ class Block(nn.Module):
         backend: str,
     ) -> Tensor:
         """x (B, L, C); e0 (B, F, 6, C) per-frame modulation inputs."""
-        frames = e0.shape[1]
+        frames, eps, ops = e0.shape[1], self.norm1.eps, self.ops
         shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation.unsqueeze(1) + e0).chunk(6, dim=2)
-
-        def modulate(h: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-            return (h.unflatten(1, (frames, -1)) * (1 + scale) + shift).flatten(1, 2)
-
-        def gated(y: Tensor, gate: Tensor) -> Tensor:
-            return (y.unflatten(1, (frames, -1)) * gate).flatten(1, 2)
-
-        y = self.self_attention(modulate(self.norm1(x), shift1, scale1), rope, ctx, layer, backend)
-        x = x + gated(y, gate1)
-        q = self.cross_attn.heads(self.cross_attn.norm_q(self.cross_attn.q(self.norm3(x))))
-        x = x + self.cross_attn.o(attention(q, *text_kv, backend=backend).flatten(2))
-        y = self.ffn(modulate(self.norm2(x), shift2, scale2))
-        return x + gated(y, gate2)
+        h = ops.norm_modulate(x, shift1, scale1, frames, eps)
+        x = ops.gated_residual(x, self.self_attention(h, rope, ctx, layer, backend), gate1, frames)
+        ca = self.cross_attn
+        q = ca.heads(ops.rms_norm(ca.q(self.norm3(x)), ca.norm_q.weight, ca.norm_q.eps))
+        x = x + ca.o(attention(q, *text_kv, backend=backend).flatten(2))
+        y = self.ffn(ops.norm_modulate(x, shift2, scale2, frames, eps))
+        return ops.gated_residual(x, y, gate2, frames)
 
     def self_attention(
         self, h: Tensor, rope: RopeTable, ctx: AttnContext, layer: int, backend: str
     ) -> Tensor:
-        sa = self.self_attn
-        q = apply_rope(sa.heads(sa.norm_q(sa.q(h))), rope)
-        k_raw = sa.heads(sa.norm_k(sa.k(h)))
-        k, v = apply_rope(k_raw, rope), sa.heads(sa.v(h))
+        sa, heads = self.self_attn, self.self_attn.num_heads
+        q, _ = self.ops.norm_rope(sa.q(h), sa.norm_q.weight, sa.norm_q.eps, heads, rope)
+        k, k_raw = self.ops.norm_rope(sa.k(h), sa.norm_k.weight, sa.norm_k.eps, heads, rope)
+        v = sa.heads(sa.v(h))
         if ctx.cache is None:
             keys, values, sink_tokens = k, v, 0
         else:
@@ -197,6 +193,12 @@ class WanDiT(nn.Module):
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(cfg.dim, cfg.dim * 6))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.head = Head(cfg)
+
+    def use_compiled_ops(self) -> None:
+        """Fuse the blocks' elementwise chains with torch.compile (CUDA, bf16); same math."""
+        ops = compiled_ops()
+        for block in self.blocks:
+            block.ops = ops
 
     def encode_text(self, context: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Per-layer cross-attention K/V. context (B, <=text_len, text_dim), zero-padded to text_len."""

@@ -104,6 +104,8 @@ class RopeTable:
     cos: Tensor  # (1, n, Ht, c) float64
     sin: Tensor  # (1, n, Ht, c) float64
     cis32: Tensor  # (1, n, Ht, c) complex64
+    cos32: Tensor  # (1, n, Ht, c) float32
+    sin32: Tensor  # (1, n, Ht, c) float32
 
     @classmethod
     def from_angles(cls, angles: Tensor, device: torch.device | str | None = None) -> RopeTable:
@@ -111,7 +113,8 @@ class RopeTable:
         if device is not None:
             a = a.to(device)
         cos, sin = torch.cos(a), torch.sin(a)
-        return cls(cos, sin, torch.complex(cos.float(), sin.float()))
+        cos32, sin32 = cos.float(), sin.float()
+        return cls(cos, sin, torch.complex(cos32, sin32), cos32, sin32)
 
 
 def apply_rope(x: Tensor, table: RopeTable) -> Tensor:
