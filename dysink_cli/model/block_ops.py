@@ -8,8 +8,8 @@ was half of its time at 832x480 (bench/RESULTS.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -40,8 +40,9 @@ def norm_rope(x: Tensor, weight: Tensor, eps: float, heads: int, table: RopeTabl
     return apply_rope(raw, table), raw
 
 
-def norm_rope_real(x: Tensor, weight: Tensor, eps: float, heads: int, cos: Tensor,
-                   sin: Tensor) -> tuple[Tensor, Tensor]:
+def norm_rope_real(
+    x: Tensor, weight: Tensor, eps: float, heads: int, cos: Tensor, sin: Tensor
+) -> tuple[Tensor, Tensor]:
     """norm_rope for bf16/fp16 with fp32 cos/sin (1, L, Ht, D/2): real arithmetic that fuses."""
     raw = rms_norm(x, weight, eps).unflatten(-1, (heads, -1))
     pairs = raw.float().unflatten(-1, (-1, 2))

@@ -19,7 +19,7 @@ from dysink_cli.model.attention import attention
 from dysink_cli.model.block_ops import EAGER, BlockOps, compiled_ops
 from dysink_cli.model.config import DiTConfig
 from dysink_cli.model.gate import entry_ratios, gate_keep, head_affinity
-from dysink_cli.model.rope import Rope, RopeTable, apply_rope, layer_table
+from dysink_cli.model.rope import Rope, RopeTable, layer_table
 
 
 class LayerCache(Protocol):
