@@ -206,6 +206,7 @@ class RenderSession:
         if self.device.type == "cuda":
             self._warm_up(latent_hw)
 
+    @torch.no_grad()
     def _warm_up(self, latent_hw: tuple[int, int]) -> None:
         """Compile the fused kernels and let cuDNN tune its VAE convs before the first block.
 
@@ -287,6 +288,7 @@ class RenderSession:
             )
         )
         done_before = sum(p["frames"] for p in self.parts[:-1])
+        self.loop_started = time.perf_counter()  # models loaded and warmed up: TTFF counts from here
         log = open(job.log_json, "a" if self.checkpoint else "w") if job.log_json else None  # noqa: SIM115
         interrupt = InterruptFlag()
         try:
