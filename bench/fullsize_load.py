@@ -132,8 +132,9 @@ def main() -> None:
     stats = render(job, on_event, sink_factory=NullSink)
     rss = psutil.Process().memory_info().rss / 1e9
     print(
-        f"load (T5 encode + free, DiT + rank-256 LoRA merge, VAE, PE-Core, warm-up): {marks['loaded_s']:.1f} s; "
-        f"first block at {marks['first_block_s']:.1f} s; {stats.video_frames} frames in {stats.wall_s:.1f} s; "
+        "load (T5 encode + free, DiT + rank-256 LoRA merge, VAE, PE-Core, warm-up): "
+        f"{marks['loaded_s']:.1f} s; first block at {marks['first_block_s']:.1f} s; "
+        f"{stats.video_frames} frames in {stats.wall_s:.1f} s; "
         f"peak GPU {torch.cuda.max_memory_allocated() / 1e9:.1f} GB; peak RSS {stats.peak_rss_gb:.1f} GB "
         f"(now {rss:.1f} GB)"
     )

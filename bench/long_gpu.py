@@ -94,9 +94,10 @@ def summarize(path: Path, fps: int) -> None:
     n = len(rows)
     print(f"blocks {n}; FPS first minute {rate(first):.1f}, last minute {rate(last):.1f}")
     for key in ("gpu_alloc_gb", "gpu_peak_gb", "rss_gb", "bank_disk_gb"):
+        tail = max(r[key] for r in rows[-n // 10 :])
         print(
-            f"{key}: at 10% {rows[n // 10][key]:.2f}, max in the last 10% {max(r[key] for r in rows[-n // 10 :]):.2f},"
-            f" max {max(r[key] for r in rows):.2f}"
+            f"{key}: at 10% {rows[n // 10][key]:.2f}, max in the last 10% {tail:.2f}, "
+            f"max {max(r[key] for r in rows):.2f}"
         )
     tiers = rows[-1].get("bank_tiers", {})
     print("bank tiers at the end: " + json.dumps(tiers))
