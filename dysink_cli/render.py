@@ -310,6 +310,7 @@ class RenderSession:
                     stats = block_stats(
                         self.last_record, self.timer.pop(), self.probe, written, self.started, plan.fps
                     )
+                    stats["since_loaded_s"] = round(time.perf_counter() - self.loop_started, 4)
                     if self.bank is not None:
                         stats["bank_tiers"] = self.bank.stats()
                     if log:
