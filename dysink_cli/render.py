@@ -232,6 +232,7 @@ class RenderSession:
             "gpu_entries": b.gpu_entries,
             "dtype": b.dtype,
             "device": self.device,
+            "checkpoint_blocks": self.cfg.output.checkpoint_every_blocks,
         }
         work = self.work / "bank"
         if self.checkpoint is not None and self.checkpoint.meta["generator"].get("bank") is not None:
@@ -318,7 +319,9 @@ class RenderSession:
                         log.flush()
                     self.emit(BlockDone(b, plan.blocks, written, written / plan.fps, stats))
                     last = b + 1 == plan.blocks
-                    if not last and (interrupt.raised or (b + 1) % cfg.output.checkpoint_every_blocks == 0):
+                    periodic = (b + 1) % cfg.output.checkpoint_every_blocks == 0
+                    # after a switch every bank entry was re-cached: checkpoint so old files can go
+                    if not last and (interrupt.raised or periodic or b in switch_at):
                         self.save(sink)
                     if interrupt.raised and not last:
                         raise KeyboardInterrupt

@@ -117,8 +117,17 @@ def test_spills_and_reloads_are_counted(tmp_path: Path) -> None:
         bank.layer_kv(picks, None, CPU, torch.bfloat16)
         bank.flush()
     stats = bank.stats()
-    want = {"retrieved": 5, "spills": 3, "reloads_disk_to_ram": 3, "reloads_ram_to_gpu": 3, "ram_drops": 2,
-            "evictions": 0, "ram_entries": 1, "gpu_entries": 2, "disk_entries": 3}
+    want = {
+        "retrieved": 5,
+        "spills": 3,
+        "reloads_disk_to_ram": 3,
+        "reloads_ram_to_gpu": 3,
+        "ram_drops": 2,
+        "evictions": 0,
+        "ram_entries": 1,
+        "gpu_entries": 2,
+        "disk_entries": 3,
+    }
     assert {k: stats[k] for k in want} == want
     bank.close()
 
@@ -284,8 +293,9 @@ def test_parity_fixtures_with_bank_forced_to_disk(tmp_path: Path, monkeypatch: p
     banks: list[MemoryBank] = []
 
     def disk_bank(max_entries: int = 0, device: torch.device | str = "cpu") -> MemoryBank:
-        bank = MemoryBank(max_entries, work_dir=tmp_path / f"bank{len(banks)}", ram_gb=0.0, gpu_entries=0,
-                          device=device)
+        bank = MemoryBank(
+            max_entries, work_dir=tmp_path / f"bank{len(banks)}", ram_gb=0.0, gpu_entries=0, device=device
+        )
         banks.append(bank)
         return bank
 
@@ -308,8 +318,9 @@ def test_parity_fixtures_with_bank_forced_to_disk(tmp_path: Path, monkeypatch: p
 def test_cuda_tiers_match_cpu(tmp_path: Path, fmt: str) -> None:
     cuda = torch.device("cuda")
     cpu_bank = MemoryBank(dtype=fmt)
-    gpu_bank = MemoryBank(work_dir=tmp_path, ram_gb=1.5 * entry_bytes() / 1e9, gpu_entries=1, dtype=fmt,
-                          device=cuda)
+    gpu_bank = MemoryBank(
+        work_dir=tmp_path, ram_gb=1.5 * entry_bytes() / 1e9, gpu_entries=1, dtype=fmt, device=cuda
+    )
     for i in range(8):
         e = make_entry(i)
         cpu_bank.add(e)
@@ -332,7 +343,34 @@ def test_cuda_tiers_match_cpu(tmp_path: Path, fmt: str) -> None:
     state = gpu_bank.checkpoint()
     reopened = MemoryBank.from_state(state, tmp_path, ram_gb=0.0, dtype=fmt, device=cuda)
     got = reopened.layer_kv([0, 5], None, cuda, torch.bfloat16)
-    assert_same_kv([[(k.cpu(), v.cpu()) for k, v in layer] for layer in got],
-                   cpu_bank.layer_kv([0, 5], None, CPU, torch.bfloat16))
+    assert_same_kv(
+        [[(k.cpu(), v.cpu()) for k, v in layer] for layer in got],
+        cpu_bank.layer_kv([0, 5], None, CPU, torch.bfloat16),
+    )
     reopened.close()
     gpu_bank.close()
+
+
+def test_files_stay_within_disk_gb_across_checkpoints(tmp_path: Path) -> None:
+    """Evicted entries still named by the last checkpoint keep their files until the next one; the
+    bank keeps that headroom inside disk_gb, so the folder never exceeds the cap."""
+    size, interval = entry_bytes(), 3
+    cap = 8 * size
+    bank = MemoryBank(work_dir=tmp_path, ram_gb=0, disk_gb=cap / 1e9, checkpoint_blocks=interval)
+    peak = 0
+    for i in range(40):
+        bank.add(make_entry(i))
+        bank.flush()
+        if (i + 1) % interval == 0:
+            bank.checkpoint()
+        peak = max(peak, len(files(tmp_path)))  # the cap counts payload bytes: one entry per file
+    assert peak * size <= cap
+    assert len(bank) == 8 - interval  # live entries: the cap minus the checkpoint headroom
+    bank.close()
+
+
+def test_disk_gb_too_small_for_the_checkpoint_interval(tmp_path: Path) -> None:
+    bank = MemoryBank(work_dir=tmp_path, disk_gb=2 * entry_bytes() / 1e9, checkpoint_blocks=5)
+    with pytest.raises(ConfigError, match="checkpoint"):
+        bank.add(make_entry(0))
+    bank.close()

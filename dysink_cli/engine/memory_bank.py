@@ -46,8 +46,9 @@ disk; this keeps the decision independent of the tiers). When host RAM holds mor
 of payload, the least recently used entries spill to disk: an entry is written once, and one whose
 file is current is just dropped from RAM. The device keeps the entries retrieved for the current
 block plus the bank.gpu_entries most recently retrieved others. Files still named by the last
-checkpoint are deleted only at the next checkpoint, so disk use can exceed bank.disk_gb by the
-entries evicted since then. Without a work folder there is no disk and no byte cap: everything
+checkpoint are deleted only at the next checkpoint; the bank keeps room for them (one entry per
+block of the checkpoint interval) inside bank.disk_gb, so its files never exceed bank.disk_gb.
+Without a work folder there is no disk and no byte cap: everything
 stays in RAM. GB = 1e9 bytes of stored payload (fp8 halves a bf16 entry)."""
 
 COUNTERS = (
@@ -111,7 +112,11 @@ class MemoryBank:
         gpu_entries: int = 4,
         dtype: str = "same",
         device: torch.device | str = "cpu",
+        checkpoint_blocks: int = 0,
     ) -> None:
+        """checkpoint_blocks: blocks between checkpoints. Files of entries evicted since the last
+        checkpoint stay on disk until the next one (at most one per block), so that many entries
+        of headroom are kept inside disk_gb: bank files never exceed disk_gb."""
         for key, value in (("max_entries", max_entries), ("ram_gb", ram_gb), ("gpu_entries", gpu_entries)):
             if value < 0:
                 raise ConfigError(f"bank.{key} = {value} is negative", f"set bank.{key} to 0 or more")
@@ -128,6 +133,8 @@ class MemoryBank:
         self.ram_budget = float("inf") if work_dir is None else ram_gb * 1e9
         self.disk_budget = float("inf") if work_dir is None else disk_gb * 1e9
         self.pin = self.device.type == "cuda"
+        self.checkpoint_blocks = checkpoint_blocks
+        self._largest_entry = 0
         # index: always complete
         self._ids: list[int] = []
         self._frames: list[int] = []
@@ -178,6 +185,13 @@ class MemoryBank:
                 f"({payload.nbytes / 1e9:.3g} GB)",
                 "raise bank.disk_gb or use bank.dtype fp8",
             )
+        self._largest_entry = max(self._largest_entry, payload.nbytes)
+        if self.live_budget <= 0:
+            raise ConfigError(
+                f"bank.disk_gb = {self.disk_budget / 1e9:g} cannot hold the {self.checkpoint_blocks} entries "
+                f"({payload.nbytes / 1e9:.3g} GB each) evicted between two checkpoints plus live ones",
+                "raise bank.disk_gb, lower output.checkpoint_every_blocks, or use bank.dtype fp8",
+            )
         eid, self._next_id = self._next_id, self._next_id + 1
         row = entry.descriptor.detach().float().cpu().reshape(1, -1)
         self._ids.append(eid)
@@ -188,10 +202,15 @@ class MemoryBank:
         self._apply_caps()
         self._spill_over_budget()
 
+    @property
+    def live_budget(self) -> float:
+        """disk_gb minus the headroom for files kept until the next checkpoint."""
+        return self.disk_budget - self.checkpoint_blocks * self._largest_entry
+
     def _apply_caps(self) -> None:
         while self.max_entries and len(self._ids) > self.max_entries:
             self._evict_oldest(f"max_entries = {self.max_entries}")
-        while self.total_bytes > self.disk_budget:
+        while self.total_bytes > self.live_budget:
             self._evict_oldest(f"disk_gb = {self.disk_budget / 1e9:g}")
 
     def _evict_oldest(self, reason: str) -> None:
