@@ -33,7 +33,7 @@ class ModelSection:
     weights: str = ""  # folder with checkpoints; "" = embedded tiny weights
     dtype: str = "bfloat16"  # compute dtype on GPU; CPU always runs float32
     attention: str = "auto"  # "auto" | "sdpa" | "cudnn" | "flash"
-    compile: bool = True  # fuse the DiT's elementwise chains with torch.compile (CUDA only)
+    compile: bool = False  # fuse the DiT's elementwise chains with torch.compile (CUDA; no gain measured)
     pe_core: str = "PE-Core-S16-384"
 
 

@@ -12,26 +12,42 @@ import torch
 
 
 class StageTimer:
-    """Accumulates milliseconds per named stage; syncs the GPU at stage edges so times are real."""
+    """Milliseconds per named stage. On CUDA, events on the current stream mark the stage edges
+    (no host sync inside the loop); pop() waits once per block and reads them. Nested stages are
+    counted in both (e.g. "describe" inside "remember")."""
 
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
         self.ms: dict[str, float] = defaultdict(float)
+        self.events: list[tuple[str, torch.cuda.Event, torch.cuda.Event]] = []
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         if self.cuda:
-            torch.cuda.synchronize()
+            start_event, end_event = (
+                torch.cuda.Event(enable_timing=True),
+                torch.cuda.Event(enable_timing=True),
+            )
+            start_event.record()
+            try:
+                yield
+            finally:
+                end_event.record()
+                self.events.append((name, start_event, end_event))
+            return
         start = time.perf_counter()
         try:
             yield
         finally:
-            if self.cuda:
-                torch.cuda.synchronize()
             self.ms[name] += (time.perf_counter() - start) * 1000
 
     def pop(self) -> dict[str, float]:
         """The stages since the last pop (one block)."""
+        if self.events:
+            self.events[-1][2].synchronize()
+            for name, start_event, end_event in self.events:
+                self.ms[name] += start_event.elapsed_time(end_event)
+            self.events = []
         out, self.ms = dict(self.ms), defaultdict(float)
         return out
 

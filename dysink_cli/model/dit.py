@@ -137,18 +137,21 @@ class Block(nn.Module):
         else:
             keys, values, sink_tokens = ctx.cache.attend_kv(layer, k, v, k_raw)
         entries = ctx.memory[layer] if ctx.memory else []
+        bias = None
         if entries and ctx.gate_rule != "off":
-            entries = self.gate(q, keys[:, sink_tokens:], entries, ctx)
+            keep = self.gate(q, keys[:, sink_tokens:], entries, ctx)
+            if q.is_cuda:  # decide on the GPU: dropped entries get -inf logits (no host sync)
+                bias = keep_bias(keep, [ek.shape[1] for ek, _ in entries], keys.shape[1])
+            else:
+                entries = [entry for entry, kept in zip(entries, keep.tolist(), strict=True) if kept]
         if entries:
             keys = torch.cat([ek for ek, _ in entries] + [keys], dim=1)
             values = torch.cat([ev for _, ev in entries] + [values], dim=1)
-        return sa.o(attention(q, keys, values, backend=backend).flatten(2))
+        return sa.o(attention(q, keys, values, backend=backend, key_bias=bias).flatten(2))
 
     @staticmethod
-    def gate(
-        q: Tensor, local_keys: Tensor, entries: list[tuple[Tensor, Tensor]], ctx: AttnContext
-    ) -> list[tuple[Tensor, Tensor]]:
-        """DySink sink anomaly gate over retrieved entries (model/gate.py)."""
+    def gate(q: Tensor, local_keys: Tensor, entries: list[tuple[Tensor, Tensor]], ctx: AttnContext) -> Tensor:
+        """DySink sink anomaly gate over retrieved entries (model/gate.py): (E,) keep mask."""
         q_mean = q.mean(dim=1)  # (B, H, D)
         local = head_affinity(q_mean, local_keys)
         per_entry = torch.stack([head_affinity(q_mean, ek) for ek, _ in entries])  # (E, B, H)
@@ -156,7 +159,15 @@ class Block(nn.Module):
         keep = gate_keep(ratios, ctx.gate_threshold, ctx.gate_rule)
         ctx.gate_ratios.append(ratios)
         ctx.gate_keeps.append(keep)
-        return [entry for entry, kept in zip(entries, keep.tolist(), strict=True) if kept]
+        return keep
+
+
+def keep_bias(keep: Tensor, entry_tokens: list[int], local_tokens: int) -> Tensor:
+    """(Lk,) additive key bias for [entries..., local keys]: 0 where kept, -inf where dropped."""
+    per_entry = torch.where(keep, 0.0, float("-inf"))
+    tokens = torch.tensor(entry_tokens, device=keep.device)
+    entry_bias = torch.repeat_interleave(per_entry, tokens, output_size=sum(entry_tokens))
+    return torch.cat([entry_bias, per_entry.new_zeros(local_tokens)])
 
 
 class Head(nn.Module):
