@@ -68,21 +68,3 @@ def test_dedup_similarity_floors_at_zero():
     assert dedup_max_similarity(torch.tensor([1.0, 0.0]), torch.zeros(0, 2)) == (0.0, [])
     best, sims = dedup_max_similarity(torch.tensor([1.0, 0.0]), torch.tensor([[-1.0, 0.0], [0.0, 1.0]]))
     assert best == 0.0 and sims == [-1.0, 0.0]
-
-
-def test_masking_dropped_entries_equals_dropping_them():
-    """The GPU path keeps every entry and gives dropped ones -inf logits: same attention."""
-    from dysink_cli.model.attention import attention
-    from dysink_cli.model.dit import keep_bias
-
-    g = torch.Generator().manual_seed(0)
-    q = torch.randn(1, 6, 2, 8, generator=g)
-    entries = [torch.randn(1, 4, 2, 8, generator=g) for _ in range(2)]
-    local = torch.randn(1, 5, 2, 8, generator=g)
-    values = [torch.randn(1, n, 2, 8, generator=g) for n in (4, 4, 5)]
-    keep = torch.tensor([False, True])
-    bias = keep_bias(keep, [4, 4], 5)
-    assert bias.tolist() == [float("-inf")] * 4 + [0.0] * 9
-    masked = attention(q, torch.cat([*entries, local], 1), torch.cat(values, 1), key_bias=bias)
-    dropped = attention(q, torch.cat([entries[1], local], 1), torch.cat(values[1:], 1))
-    assert torch.allclose(masked, dropped, atol=1e-6)

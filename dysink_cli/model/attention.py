@@ -46,18 +46,8 @@ def resolve_backend(name: str, device: torch.device) -> str:
     return name
 
 
-def attention(
-    q: Tensor, k: Tensor, v: Tensor, backend: str = "sdpa", key_bias: Tensor | None = None
-) -> Tensor:
-    """softmax(q k^T / sqrt(D) + key_bias) v per head. q (B, Lq, H, D); k, v (B, Lk, H, D) -> (B, Lq, H, D).
-
-    key_bias: optional (Lk,) additive logit per key (0 keeps, -inf drops a key for every query).
-    """
-    if key_bias is not None:
-        mask = key_bias.to(q.dtype).view(1, 1, 1, -1)
-        qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        with sdpa_kernel(CUDNN_FIRST, set_priority=True):
-            return F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask).transpose(1, 2)
+def attention(q: Tensor, k: Tensor, v: Tensor, backend: str = "sdpa") -> Tensor:
+    """softmax(q k^T / sqrt(D)) v per head. q (B, Lq, H, D); k, v (B, Lk, H, D) -> (B, Lq, H, D)."""
     if backend == "flash" and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
         from flash_attn import flash_attn_func
 

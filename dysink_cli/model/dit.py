@@ -137,17 +137,14 @@ class Block(nn.Module):
         else:
             keys, values, sink_tokens = ctx.cache.attend_kv(layer, k, v, k_raw)
         entries = ctx.memory[layer] if ctx.memory else []
-        bias = None
         if entries and ctx.gate_rule != "off":
             keep = self.gate(q, keys[:, sink_tokens:], entries, ctx)
-            if q.is_cuda:  # decide on the GPU: dropped entries get -inf logits (no host sync)
-                bias = keep_bias(keep, [ek.shape[1] for ek, _ in entries], keys.shape[1])
-            else:
-                entries = [entry for entry, kept in zip(entries, keep.tolist(), strict=True) if kept]
+            # one host sync per layer: measured faster than masking dropped keys (bench/RESULTS.md)
+            entries = [entry for entry, kept in zip(entries, keep.tolist(), strict=True) if kept]
         if entries:
             keys = torch.cat([ek for ek, _ in entries] + [keys], dim=1)
             values = torch.cat([ev for _, ev in entries] + [values], dim=1)
-        return sa.o(attention(q, keys, values, backend=backend, key_bias=bias).flatten(2))
+        return sa.o(attention(q, keys, values, backend=backend).flatten(2))
 
     @staticmethod
     def gate(q: Tensor, local_keys: Tensor, entries: list[tuple[Tensor, Tensor]], ctx: AttnContext) -> Tensor:
@@ -160,14 +157,6 @@ class Block(nn.Module):
         ctx.gate_ratios.append(ratios)
         ctx.gate_keeps.append(keep)
         return keep
-
-
-def keep_bias(keep: Tensor, entry_tokens: list[int], local_tokens: int) -> Tensor:
-    """(Lk,) additive key bias for [entries..., local keys]: 0 where kept, -inf where dropped."""
-    per_entry = torch.where(keep, 0.0, float("-inf"))
-    tokens = torch.tensor(entry_tokens, device=keep.device)
-    entry_bias = torch.repeat_interleave(per_entry, tokens, output_size=sum(entry_tokens))
-    return torch.cat([entry_bias, per_entry.new_zeros(local_tokens)])
 
 
 class Head(nn.Module):
