@@ -12,6 +12,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -209,6 +210,9 @@ def run_preset(
 
 
 def _commit() -> str:
+    """The commit measured: $DYSINK_COMMIT (the GPU box receives no .git), else git."""
+    if os.environ.get("DYSINK_COMMIT"):
+        return os.environ["DYSINK_COMMIT"]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
