@@ -1,7 +1,7 @@
 # dysink developer targets. PYTHON defaults to the repo's .venv when there is one.
 PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 
-.PHONY: install test lint demo sz
+.PHONY: install test test-gpu lint demo sz
 
 install:  ## torch first (pinned CPU/CUDA wheel), then the project with dev tools
 	$(PYTHON) -m pip install torch==2.13.0
@@ -9,6 +9,9 @@ install:  ## torch first (pinned CPU/CUDA wheel), then the project with dev tool
 
 test:  ## CPU tests (the README's command)
 	$(PYTHON) -m pytest -q
+
+test-gpu:  ## tests that need CUDA (run through the device tool)
+	$(PYTHON) -m pytest -q -m gpu
 
 lint:
 	$(PYTHON) -m ruff check dysink_cli tests

@@ -47,7 +47,6 @@ TEXT_TOWER = (
     "logit_scale",
 )
 
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fixtures not found at {FIXTURES}")
 
 
 def _weights(fixture: str, name: str = "weights.safetensors") -> dict[str, Tensor]:

@@ -243,14 +243,6 @@ def test_output_checks(fake_render: FakeRender, tmp_path: Path, monkeypatch: pyt
     assert locked.exit_code == 2 and "is not writable" in error_of(locked)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
-def test_really_unwritable_folder(fake_render: FakeRender, tmp_path: Path) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    result = run("render", "-p", "fox", "-s", "1", "-o", locked / "a.mp4")
-    assert result.exit_code == 2 and "is not writable" in error_of(result)
-
-
 def test_weights_dir_missing(fake_render: FakeRender, tmp_path: Path) -> None:
     flag = run("render", "-p", "fox", "-s", "1", "-o", tmp_path / "a.mp4", "--weights", tmp_path / "gone")
     env = run(

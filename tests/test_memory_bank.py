@@ -285,7 +285,6 @@ def test_bank_spills_without_blocking(tmp_path: Path, monkeypatch: pytest.Monkey
     bank.close()
 
 
-@pytest.mark.skipif(not (FIXTURES / "dysink_rollout").is_dir(), reason="parity fixtures not found")
 def test_parity_fixtures_with_bank_forced_to_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dysink_cli.engine import dysink
     from dysink_cli.parity.__main__ import run_fixture
@@ -312,8 +311,7 @@ def test_parity_fixtures_with_bank_forced_to_disk(tmp_path: Path, monkeypatch: p
         bank.close()
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu  # run on a CUDA machine: make test-gpu
 @pytest.mark.parametrize("fmt", ["same", "fp8"])
 def test_cuda_tiers_match_cpu(tmp_path: Path, fmt: str) -> None:
     cuda = torch.device("cuda")

@@ -20,8 +20,7 @@ FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 
 def _fixture_encoder(name: str) -> tuple[PECoreVision, dict[str, torch.Tensor], dict]:
     folder = FIXTURES / name
-    if not folder.is_dir():
-        pytest.skip(f"fixtures not found at {folder}")
+    assert folder.is_dir(), f"fixtures not found at {folder}"
     meta = json.loads((folder / "config.json").read_text())
     ctor = meta["memory_encoder"]["constructor"]
     config = PECoreConfig(

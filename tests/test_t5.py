@@ -37,8 +37,7 @@ def _fixture_config() -> tuple[T5Config, dict]:
 
 @pytest.fixture(scope="module")
 def fixture_run() -> tuple[UMT5Encoder, dict[str, torch.Tensor], dict]:
-    if not T5_DIR.is_dir():
-        pytest.skip(f"fixtures not found at {T5_DIR}")
+    assert T5_DIR.is_dir(), f"fixtures not found at {T5_DIR}"
     config, tolerance = _fixture_config()
     model = UMT5Encoder(config).eval()
     model.load_state_dict(load_file(T5_DIR / "weights.safetensors"), strict=True)

@@ -17,7 +17,6 @@ from dysink_cli.model.vae import DecoderState, WanVAE
 
 FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "vae"
 
-pytestmark = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"fixture {FIXTURE} not found")
 
 
 @pytest.fixture(scope="module")
