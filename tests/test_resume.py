@@ -3,6 +3,7 @@ uninterrupted render's (lossless output). Ctrl-C checkpoints, closes the file an
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -50,6 +51,18 @@ def wait_for_block(log: Path, block: int, proc: subprocess.Popen, timeout: float
             pytest.fail(f"render ended early: {proc.stderr.read()}")
         time.sleep(0.05)
     pytest.fail("render too slow")
+
+
+def settled_bytes(path: Path, timeout: float = 30) -> bytes:
+    """The file once the orphaned ffmpeg (which finishes the file after a SIGKILL) is done with it."""
+    previous, start = b"", time.time()
+    while time.time() - start < timeout:
+        current = path.read_bytes()
+        if current == previous:
+            return current
+        previous = current
+        time.sleep(0.5)
+    pytest.fail(f"{path} kept changing")
 
 
 def frames_of(path: Path) -> list[np.ndarray]:
@@ -113,3 +126,23 @@ def test_different_job_does_not_resume(tmp_path):
     assert other.wait(timeout=120) == 1
     err = other.stderr.read()
     assert "different render" in err and "--overwrite" in err and "Traceback" not in err
+
+
+def test_corrupt_checkpoint_is_one_line_and_keeps_the_video(tmp_path):
+    out, log = tmp_path / "v.mkv", tmp_path / "v.jsonl"
+    proc = dysink("render", *ARGS, "-o", str(out), "--log-json", str(log))
+    wait_for_block(log, 1, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = settled_bytes(out)
+    meta = work_dir_for(out) / "checkpoint.json"
+    tensors = work_dir_for(out) / json.loads(meta.read_text())["tensors"]
+    tensors.write_bytes(tensors.read_bytes()[:100])  # truncated tensor file
+    again = dysink("resume", str(out), "--device", "cpu")
+    assert again.wait(timeout=120) == 1
+    err = again.stderr.read()
+    assert "corrupt" in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2
+    assert out.read_bytes() == before and probe_video(out)[0] > 0
+    meta.write_text("{not json")
+    garbled = dysink("resume", str(out), "--device", "cpu")
+    assert garbled.wait(timeout=120) == 1 and "unreadable" in garbled.stderr.read()
