@@ -81,8 +81,13 @@ def main() -> None:
     start = time.perf_counter()
     stats = render(job, on_event)
     n = len(rows)
-    at10 = rows[n // 10][1]
-    last = max(r[1] for r in rows[-n // 10 :])
+    early = [r[1] for r in rows[n // 10 : 2 * n // 10]]  # the second tenth (past start-up)
+    late = [r[1] for r in rows[-n // 10 :]]
+    print(
+        f"RSS peak over blocks 10-20%: {max(early):.3f} GB; over the last 10%: {max(late):.3f} GB "
+        f"(ratio {max(late) / max(early):.3f}); medians {sorted(early)[len(early) // 2]:.4f} -> "
+        f"{sorted(late)[len(late) // 2]:.4f} GB"
+    )
     tiers = rows[-1][3]
     print(f"blocks {n}, frames {stats.video_frames}, wall {time.perf_counter() - start:.0f} s")
     print(f"RSS at 10%: {at10:.3f} GB; max over the last 10%: {last:.3f} GB; ratio {last / at10:.3f}")
