@@ -90,7 +90,6 @@ def main() -> None:
     )
     tiers = rows[-1][3]
     print(f"blocks {n}, frames {stats.video_frames}, wall {time.perf_counter() - start:.0f} s")
-    print(f"RSS at 10%: {at10:.3f} GB; max over the last 10%: {last:.3f} GB; ratio {last / at10:.3f}")
     print(f"bank disk peak {peak_disk / 1e6:.1f} MB (cap {args.disk_gb * 1e3:.0f} MB); final tiers {tiers}")
     shutil.rmtree(work, ignore_errors=True)
 
