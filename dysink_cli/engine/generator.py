@@ -72,11 +72,12 @@ class BlockGenerator:
             if describe is None:
                 raise ValueError("the dysink policy needs a descriptor function")
             self.memory = DySinkMemory(spec, describe, bank_device, max_bank_entries, bank=bank)
-        self.sigmas = [sigma_of(t, spec.shift) for t in spec.timesteps]
+        self.sigmas = [sigma_of(t, spec.shift).to(self.device) for t in spec.timesteps]
         self.recent: deque[Tensor] = deque(maxlen=spec.capacity_frames // spec.frames_per_block + 1)
         self.block = 0
         self.text_kv: list[tuple[Tensor, Tensor]] | None = None
         self.timer = timer or NullTimer()
+        self._rope_cache: tuple[tuple[int, int], Rope] | None = None
 
     def new_cache(self, capacity_frames: int, sink_frames: int = 0, raw_frames: int = 0) -> KVCache:
         cfg = self.dit.cfg
@@ -94,8 +95,18 @@ class BlockGenerator:
         )
 
     def rope_table(self, start_frame: int, num_frames: int) -> Rope:
-        frames = torch.arange(start_frame, start_frame + num_frames)
-        return rope_tables(self.freqs, frames, *self.grid_hw, self.device)
+        """The RoPE table of a chunk; the last one is reused (a block's 5 calls share it)."""
+        key = (start_frame, num_frames)
+        if self._rope_cache is None or self._rope_cache[0] != key:
+            frames = torch.arange(start_frame, start_frame + num_frames)
+            self._rope_cache = (key, rope_tables(self.freqs, frames, *self.grid_hw, self.device))
+        return self._rope_cache[1]
+
+    def _to_device(self, noise: Tensor) -> Tensor:
+        """Host noise to the compute device without stalling the stream (pinned, async copy)."""
+        if self.device.type == "cuda":
+            noise = noise.pin_memory().to(self.device, non_blocking=True)
+        return noise.to(self.device, self.dtype)
 
     def window_frames(self) -> int:
         return self.memory.window_frames() if self.memory else self.spec.window_frames
@@ -154,17 +165,17 @@ class BlockGenerator:
                 memory, record["retrieval"]["retrieved_frames"], f0, record["retrieval"]
             )
         # 3. denoise: predict x0, re-noise with fresh noise
-        x = self.noise.initial(b, shape).to(self.device, self.dtype)
+        x = self._to_device(self.noise.initial(b, shape))
         x0_steps, gates = [], []
         for step, timestep in enumerate(s.timesteps):
             with self.timer.stage("denoise"):
                 flow, ctx = self.forward(x, timestep, f0, window, memory)
-                x0 = flow_to_x0(x, flow, self.sigmas[step].to(self.device))
+                x0 = flow_to_x0(x, flow, self.sigmas[step])
             x0_steps.append(x0)
             gates.append(ctx)
             if step + 1 < len(s.timesteps):
-                eps = self.noise.step(b, step, shape).to(self.device, self.dtype)
-                x = renoise(x0, eps, self.sigmas[step + 1].to(self.device))
+                eps = self._to_device(self.noise.step(b, step, shape))
+                x = renoise(x0, eps, self.sigmas[step + 1])
         record["gate"] = gate_records(gates, record.get("retrieval"))
         # 4. clean pass: writes the block's K/V (never sees retrieved memory)
         with self.timer.stage("clean_pass"):
