@@ -83,3 +83,26 @@ def _hour_rollout() -> None:
         last = gen.next_block()
     assert last.start_frame == 14_997 and gen.cache.global_end == 15_000 * gen.tokens_per_frame
     assert torch.isfinite(last.latents).all()
+
+
+def test_rolling_sink_runs_past_the_8192_position_table():
+    """The reference's 8,192-row table ends at ~34 min; positions here are computed on the fly."""
+    spec = LoopSpec(
+        policy="rolling-sink",
+        window_frames=12,
+        capacity_frames=12,
+        horizon_frames=12,
+        timesteps=(1000.0, 625.0),
+    )
+    dit = init_untrained(WanDiT(MICRO), 0).eval()
+    gen = BlockGenerator(dit, spec, SeededNoise(2), (2, 2))
+    gen.set_prompt(dit.encode_text(torch.randn(1, 4, MICRO.text_dim)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(2740):  # 8,220 latent frames
+            last = gen.next_block()
+    finally:
+        torch.set_num_threads(threads)
+    assert last.start_frame > 8192 and last.record["rolling_sink"]["rope_first"] == last.start_frame - 3
+    assert torch.isfinite(last.latents).all()
