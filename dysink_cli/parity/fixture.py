@@ -86,10 +86,6 @@ class Fixture:
             **_fields(T5Config, {**c, "num_layers": c.get("encoder_layers", c.get("num_layers"))})
         )
 
-    def weights(self, file_key: str, default: str) -> dict[str, torch.Tensor]:
-        path = self.path / default
-        return load_file(path)
-
     def expected(self, name: str) -> torch.Tensor | None:
         return self.io.get(name)
 
