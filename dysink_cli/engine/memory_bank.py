@@ -14,7 +14,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,54 +33,12 @@ from dysink_cli.engine.bank_store import (
     read_entry,
     remove_orphans,
 )
+from dysink_cli.engine.bank_types import COUNTERS, EVICTION_POLICY, STATE_VERSION, BankEntry, DiskFile
 from dysink_cli.errors import ConfigError, ResumeError
 
+__all__ = ["EVICTION_POLICY", "BankEntry", "MemoryBank"]
+
 log = logging.getLogger(__name__)
-
-EVICTION_POLICY = """\
-The bank drops its oldest entry (FIFO, as the reference's memory_max_entries) from every tier and
-from the index, with an INFO log line, while it holds more than bank.max_entries entries or more
-than bank.disk_gb of payload (every entry counts, wherever it lives, since any entry may end up on
-disk; this keeps the decision independent of the tiers). When host RAM holds more than bank.ram_gb
-of payload, the least recently used entries spill to disk: an entry is written once, and one whose
-file is current is just dropped from RAM. The device keeps the entries retrieved for the current
-block plus the bank.gpu_entries most recently retrieved others. Files still named by the last
-checkpoint are deleted only at the next checkpoint; the bank keeps room for them (one entry per
-block of the checkpoint interval) inside bank.disk_gb, so its files never exceed bank.disk_gb.
-Without a work folder there is no disk and no byte cap: everything
-stays in RAM. GB = 1e9 bytes of stored payload (fp8 halves a bf16 entry)."""
-
-COUNTERS = (
-    "retrieved",
-    "spills",
-    "spilled_bytes",
-    "ram_drops",
-    "reloads_disk_to_ram",
-    "reloads_ram_to_gpu",
-    "evictions",
-    "evicted_bytes",
-)
-STATE_VERSION = 1
-
-
-@dataclass
-class BankEntry:
-    """One stored block: K/V (L, B, n, H, D), descriptor (D,), latent (B, F, C, H, W)."""
-
-    frame_index: int
-    descriptor: Tensor
-    k: Tensor
-    v: Tensor
-    latent: Tensor
-
-
-@dataclass(frozen=True)
-class DiskFile:
-    """The file written (or queued) for payload `version` of an entry."""
-
-    name: str
-    version: int
-    nbytes: int
 
 
 class BankEntries(Sequence[BankEntry]):
