@@ -106,3 +106,22 @@ def test_rolling_sink_runs_past_the_8192_position_table():
         torch.set_num_threads(threads)
     assert last.start_frame > 8192 and last.record["rolling_sink"]["rope_first"] == last.start_frame - 3
     assert torch.isfinite(last.latents).all()
+
+
+def test_dysink_with_a_static_sink_gates_the_sink():
+    """With sink_size > 0 the reference's DySink gate also scores the whole sink against the local
+    window (every call) and drops it when rho > tau."""
+    base = LoopSpec(
+        policy="dysink",
+        window_frames=9,
+        sink_frames=3,
+        capacity_frames=15,
+        top_k=2,
+        dedup_threshold=0.999,
+        gate_rule="per-entry",
+        query_blocks=3,
+    )
+    never = rollout(TINY_DIT, dataclasses.replace(base, gate_threshold=1.0), 5)
+    always = rollout(TINY_DIT, dataclasses.replace(base, gate_threshold=-1.0), 5)
+    assert torch.equal(never[0], always[0])  # block 0: the sink is the block itself, keys identical
+    assert not torch.equal(never[-1], always[-1])

@@ -130,7 +130,11 @@ class BlockGenerator:
         frames = latents.shape[1]
         cache = cache or self.cache
         call = cache.begin(start_frame, frames, window, protect_sink, self._sink_shift(cache, start_frame))
-        ctx = AttnContext(call, memory, self.spec.gate_rule if memory else "off", self.spec.gate_threshold)
+        s = self.spec
+        sink_gate = s.uses_memory and s.gate_rule != "off" and cache.sink > 0
+        ctx = AttnContext(
+            call, memory, s.gate_rule if memory else "off", s.gate_threshold, sink_gate=sink_gate
+        )
         t = torch.full((latents.shape[0], frames), timestep, dtype=torch.float32, device=self.device)
         flow = self.dit(
             latents.permute(0, 2, 1, 3, 4),
@@ -177,6 +181,8 @@ class BlockGenerator:
                 eps = self._to_device(self.noise.step(b, step, shape))
                 x = renoise(x0, eps, self.sigmas[step + 1])
         record["gate"] = gate_records(gates, record.get("retrieval"))
+        if any(ctx.sink_dropped for ctx in gates):
+            record["sink_gate_dropped"] = [ctx.sink_dropped for ctx in gates]  # (step, layer)
         # 4. clean pass: writes the block's K/V (never sees retrieved memory)
         with self.timer.stage("clean_pass"):
             self.forward(x0, s.context_timestep, f0, window)

@@ -51,7 +51,7 @@ class LoopSpec:
             policy=eng.policy,
             frames_per_block=fpb,
             window_frames=eng.horizon_frames if eng.policy == "rolling-sink" else eng.window_frames,
-            sink_frames=eng.sink_frames if eng.policy == "static-sink" else 0,
+            sink_frames=eng.sink_frames if eng.policy in ("static-sink", "dysink") else 0,
             capacity_frames=capacity,
             horizon_frames=eng.horizon_frames,
             timesteps=tuple(steps.tolist()),

@@ -40,6 +40,8 @@ class AttnContext:
     gate_threshold: float = 0.0
     gate_ratios: list[Tensor] = field(default_factory=list)  # filled: per layer (E,) rho
     gate_keeps: list[Tensor] = field(default_factory=list)  # filled: per layer (E,) bool
+    sink_gate: bool = False  # DySink with a static sink: gate the whole sink too (every call)
+    sink_dropped: list[bool] = field(default_factory=list)  # filled: per layer
 
 
 def sinusoidal_embedding(dim: int, position: Tensor) -> Tensor:
@@ -136,15 +138,33 @@ class Block(nn.Module):
             keys, values, sink_tokens = k, v, 0
         else:
             keys, values, sink_tokens = ctx.cache.attend_kv(layer, k, v, k_raw)
+        local = keys[:, sink_tokens:]  # the gates' baseline: the window without the sink
+        if ctx.sink_gate and sink_tokens and local.shape[1]:  # no baseline while the sink is all there is
+            keys, values, sink_tokens = self.gate_sink(q, keys, values, sink_tokens, ctx)
         entries = ctx.memory[layer] if ctx.memory else []
         if entries and ctx.gate_rule != "off":
-            keep = self.gate(q, keys[:, sink_tokens:], entries, ctx)
+            keep = self.gate(q, local, entries, ctx)
             # one host sync per layer: measured faster than masking dropped keys (bench/RESULTS.md)
             entries = [entry for entry, kept in zip(entries, keep.tolist(), strict=True) if kept]
         if entries:
             keys = torch.cat([ek for ek, _ in entries] + [keys], dim=1)
             values = torch.cat([ev for _, ev in entries] + [values], dim=1)
         return sa.o(attention(q, keys, values, backend=backend).flatten(2))
+
+    @staticmethod
+    def gate_sink(
+        q: Tensor, keys: Tensor, values: Tensor, sink_tokens: int, ctx: AttnContext
+    ) -> tuple[Tensor, Tensor, int]:
+        """DySink's gate on a static sink: one group against the local window; dropped if rho > tau."""
+        q_mean = q.mean(dim=1)
+        ratio = entry_ratios(
+            head_affinity(q_mean, keys[:, :sink_tokens])[None], head_affinity(q_mean, keys[:, sink_tokens:])
+        )
+        dropped = bool(ratio[0] > ctx.gate_threshold)
+        ctx.sink_dropped.append(dropped)
+        if dropped:
+            return keys[:, sink_tokens:], values[:, sink_tokens:], 0
+        return keys, values, sink_tokens
 
     @staticmethod
     def gate(q: Tensor, local_keys: Tensor, entries: list[tuple[Tensor, Tensor]], ctx: AttnContext) -> Tensor:
