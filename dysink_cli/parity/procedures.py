@@ -14,6 +14,7 @@ from torch import Tensor
 from dysink_cli.engine.descriptors import describe_frames, frames_for_descriptor
 from dysink_cli.engine.generator import BlockGenerator
 from dysink_cli.engine.noise import TensorNoise
+from dysink_cli.engine.schedule import denoising_timesteps
 from dysink_cli.engine.spec import LoopSpec
 from dysink_cli.model.rope import RopeTable, rope_angles, wan_frequencies
 from dysink_cli.parity.fixture import Fixture
@@ -74,7 +75,7 @@ def _pipeline_spec(fx: Fixture) -> LoopSpec:
         window_frames=local,
         sink_frames=sink,
         capacity_frames=capacity,
-        timesteps=tuple(p["warped_timesteps"]),
+        timesteps=_timesteps(p),
         shift=p.get("timestep_shift", 5.0),
         context_timestep=float(p.get("context_noise", 0)),
         top_k=top_k,
@@ -84,6 +85,16 @@ def _pipeline_spec(fx: Fixture) -> LoopSpec:
         query_blocks=max(1, local // p["num_frame_per_block"]),
         retrieved_bf16_roundtrip=p.get("retrieved_kv_dtype_roundtrip") == "bfloat16",
         zero_cache_on_switch=not p.get("global_sink", False),
+    )
+
+
+def _timesteps(p: dict[str, Any]) -> tuple[float, ...]:
+    """The sampler's timesteps: as listed, else derived from the step list, shift and warp flag."""
+    if "warped_timesteps" in p:
+        return tuple(p["warped_timesteps"])
+    steps = tuple(p.get("denoising_step_list", (1000, 750, 500, 250)))
+    return tuple(
+        denoising_timesteps(steps, p.get("timestep_shift", 5.0), p.get("warp_denoising_step", True)).tolist()
     )
 
 
@@ -168,7 +179,7 @@ def run_rolling_sink(fx: Fixture) -> Result:
         window_frames=horizon,
         capacity_frames=horizon,
         horizon_frames=horizon,
-        timesteps=tuple(p["warped_timesteps"]),
+        timesteps=_timesteps(p),
         shift=p.get("timestep_shift", 5.0),
         context_timestep=float(p.get("context_noise", 0)),
     )
