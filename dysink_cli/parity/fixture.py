@@ -70,7 +70,9 @@ class Fixture:
 
     def dit_config(self) -> DiTConfig:
         model = self.config["model"]
-        return DiTConfig(**_fields(DiTConfig, model.get("constructor", model)))
+        extra = self.config.get("model_extra", {})
+        theta = {"rope_theta": float(extra["rope_theta"])} if "rope_theta" in extra else {}
+        return DiTConfig(**_fields(DiTConfig, model.get("constructor", model)), **theta)
 
     def vae_config(self, section: dict[str, Any]) -> VAEConfig:
         cfg = _fields(VAEConfig, section["constructor"])
