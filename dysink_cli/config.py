@@ -120,6 +120,14 @@ class RopeSection:
     def __post_init__(self) -> None:
         _choice("rope.mode", self.mode, ("absolute", "relative"))
         _choice("rope.jitter_scope", self.jitter_scope, ("shared", "per_layer"))
+        if not self.jitter_axes or set(self.jitter_axes) - set("thw"):
+            raise ConfigError(
+                f"rope.jitter_axes = {self.jitter_axes!r} is not made of t, h, w", 'use "t" (LoL)'
+            )
+        if not 0 <= self.jitter_heads <= 1:
+            raise ConfigError(
+                f"rope.jitter_heads = {self.jitter_heads} is not a fraction", "use 0..1 (1 = all heads)"
+            )
         if self.jitter < 0 or self.jitter >= 1:
             raise ConfigError(f"rope.jitter {self.jitter} must be in [0, 1)", "LoL uses 0.8")
 

@@ -128,3 +128,18 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert len(quickstart) == 3 and quickstart[1].startswith("dysink render --prompt")
     ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and line[0] != "#"]
     assert ci_lines[-1] == quickstart[2] == "python -m pytest -q"
+
+
+def test_rope_jitter_options_are_checked() -> None:
+    from dysink_cli.config import resolve_config
+    from dysink_cli.errors import ConfigError
+
+    assert resolve_config("lol").rope.jitter == 0.8
+    for bad in (
+        'rope.jitter_axes="x"',
+        "rope.jitter_heads=2.0",
+        "rope.jitter=1.5",
+        'rope.jitter_scope="each"',
+    ):
+        with pytest.raises(ConfigError):
+            resolve_config("tiny", [bad])
