@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from dysink_cli.config import RenderConfig
 from dysink_cli.errors import ConfigError
 from dysink_cli.io.checkpoints import materialize
-from dysink_cli.model.config import PE_CORE_CONFIGS, UMT5_XXL, WAN_1_3B, WAN_VAE, DiTConfig
+from dysink_cli.model.config import PE_CORE_CONFIGS, UMT5_XXL, WAN_1_3B, WAN_VAE
 from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.pe_core import PECoreVision
 from dysink_cli.model.t5 import UMT5Encoder
@@ -43,11 +43,6 @@ def _check_name(cfg: RenderConfig) -> None:
         raise ConfigError(
             f"model.name = {cfg.model.name!r} is not one of {', '.join(MODEL_NAMES)}", "fix the preset"
         )
-
-
-def dit_config(cfg: RenderConfig) -> DiTConfig:
-    _check_name(cfg)
-    return TINY_DIT if cfg.model.name == "tiny" else WAN_1_3B
 
 
 @torch.no_grad()

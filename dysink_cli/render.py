@@ -37,11 +37,11 @@ from dysink_cli.resume import (
     part_path,
     remove_work_dir,
     save_checkpoint,
-    work_dir_for,
 )
 from dysink_cli.rope_setup import render_rope
 from dysink_cli.stats import MemoryProbe, StageTimer
 from dysink_cli.timeline import Timeline, plan_frames
+from dysink_cli.workdir import work_dir_for
 
 EventSink = Callable[[Event], None]
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}

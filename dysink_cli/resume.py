@@ -23,8 +23,6 @@ from torch import Tensor
 from dysink_cli.errors import OutputError, ResumeError
 from dysink_cli.workdir import CHECKPOINT_META, work_dir_for
 
-__all__ = ["work_dir_for"]
-
 CHECKPOINT_VERSION = 1
 META = CHECKPOINT_META
 

@@ -286,7 +286,7 @@ def test_bank_spills_without_blocking(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_parity_fixtures_with_bank_forced_to_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dysink_cli.engine import dysink
+    from dysink_cli.parity import procedures
     from dysink_cli.parity.__main__ import run_fixture
 
     banks: list[MemoryBank] = []
@@ -298,7 +298,7 @@ def test_parity_fixtures_with_bank_forced_to_disk(tmp_path: Path, monkeypatch: p
         banks.append(bank)
         return bank
 
-    monkeypatch.setattr(dysink, "MemoryBank", disk_bank)
+    monkeypatch.setattr(procedures, "MemoryBank", disk_bank)  # the bank the parity run builds
     for name in ("dysink_rollout", "interactive_switch"):
         checks = run_fixture(FIXTURES / name, None, None)
         failed = [c.line() for c in checks if not c.passed]

@@ -30,17 +30,8 @@ Describer = Callable[[Tensor], Tensor]  # block latents (B, F, C, H, W) -> descr
 class DySinkMemory:
     """Bank + query queue + the reference's retrieval and dedup rules."""
 
-    def __init__(
-        self,
-        spec: LoopSpec,
-        describe: Describer,
-        storage_device: torch.device | str = "cpu",
-        max_entries: int = 0,
-        bank: MemoryBank | None = None,
-    ) -> None:
-        """`bank` is a ready tiered bank; else an in-RAM one with its device tier on storage_device."""
-        self.spec, self.describe, self.storage_device = spec, describe, storage_device
-        self.bank = bank if bank is not None else MemoryBank(max_entries, device=storage_device)
+    def __init__(self, spec: LoopSpec, describe: Describer, bank: MemoryBank) -> None:
+        self.spec, self.describe, self.bank = spec, describe, bank
         self.queries: deque[Tensor] = deque(maxlen=spec.query_blocks)
 
     def window_frames(self) -> int:

@@ -53,8 +53,6 @@ class BlockGenerator:
         backend: str = "sdpa",
         rope: RopeSpec | None = None,
         describe: Describer | None = None,
-        bank_device: torch.device | str = "cpu",
-        max_bank_entries: int = 0,
         timer: StageTimer | None = None,
         bank: MemoryBank | None = None,
     ) -> None:
@@ -71,7 +69,7 @@ class BlockGenerator:
         if spec.uses_memory:
             if describe is None:
                 raise ValueError("the dysink policy needs a descriptor function")
-            self.memory = DySinkMemory(spec, describe, bank_device, max_bank_entries, bank=bank)
+            self.memory = DySinkMemory(spec, describe, bank if bank is not None else MemoryBank())
         self.sigmas = [sigma_of(t, spec.shift).to(self.device) for t in spec.timesteps]
         self.recent: deque[Tensor] = deque(maxlen=spec.capacity_frames // spec.frames_per_block + 1)
         self.block = 0

@@ -24,6 +24,9 @@ class CallPlan:
     new_local_end: int
     window: tuple[tuple[int, int], ...]  # ranges attended, in order (sink first)
     sink_tokens: int  # how many leading attended tokens are the static sink
+    end: int  # absolute token index one past the call's tokens
+    evict: int  # tokens rolled out before the call (0: no roll)
+    recompute: bool  # the call rewrites an already-written range (counters stay)
 
 
 class CacheCall:
@@ -89,16 +92,17 @@ class KVCache:
     def plan(
         self, start_frame: int, num_frames: int, window_frames: int, protect_sink: bool = True
     ) -> CallPlan:
-        """Pure bookkeeping of a call: roll amount, write slots, attended ranges (no tensor work)."""
+        """Pure bookkeeping of a call: roll amount, write slots, attended ranges (no tensor work).
+
+        Positions are those after the roll, which begin() applies.
+        """
         tpf, n = self.tokens_per_frame, num_frames * self.tokens_per_frame
         start = start_frame * tpf
         end = start + n
         recompute = end <= self.global_end and start > 0
-        if end > self.global_end and self.local_end + n > self.capacity:
-            evict = self.local_end + n - self.capacity
-            new_local_end = self.local_end + (end - self.global_end) - evict
-        else:
-            new_local_end = self.local_end + (end - self.global_end)
+        rolls = end > self.global_end and self.local_end + n > self.capacity
+        evict = self.local_end + n - self.capacity if rolls else 0
+        new_local_end = self.local_end + (end - self.global_end) - evict
         new_start = new_local_end - n
         write_start = max(new_start, self.sink) if recompute and protect_sink else new_start
         budget = window_frames * tpf
@@ -109,7 +113,7 @@ class KVCache:
             # a full LongLive buffer makes sink and window adjacent: one slice, no per-layer cat
             adjacent = local_from == self.sink
             window = ((0, new_local_end),) if adjacent else ((0, self.sink), (local_from, new_local_end))
-        return CallPlan(write_start, new_start, new_local_end, window, self.sink)
+        return CallPlan(write_start, new_start, new_local_end, window, self.sink, end, evict, recompute)
 
     def begin(
         self,
@@ -120,20 +124,16 @@ class KVCache:
         sink_transform: Callable[[int, Tensor], Tensor] | None = None,
     ) -> CacheCall:
         """Start a model call over frames [start_frame, +num_frames): roll if needed, advance counters."""
-        tpf, n = self.tokens_per_frame, num_frames * self.tokens_per_frame
-        start = start_frame * tpf
-        end = start + n
-        recompute = end <= self.global_end and start > 0
-        if end > self.global_end and self.local_end + n > self.capacity:
-            self._roll(self.local_end + n - self.capacity)
         plan = self.plan(start_frame, num_frames, window_frames, protect_sink)
+        if plan.evict:
+            self._roll(plan.evict)
         if plan.write_start < plan.new_start or plan.new_start < 0:
             raise AssertionError(f"cache call does not fit: {plan}")
         raw_range = None
-        if self.raw_tokens and end <= self.raw_tokens:
+        if self.raw_tokens and plan.end <= self.raw_tokens:
             raw_range = (plan.new_start, plan.new_local_end)
-        if not recompute:
-            self.global_end, self.local_end = end, plan.new_local_end
+        if not plan.recompute:
+            self.global_end, self.local_end = plan.end, plan.new_local_end
         return CacheCall(self, plan, raw_range, sink_transform)
 
     def _roll(self, evict: int) -> None:
@@ -143,7 +143,7 @@ class KVCache:
         dst = slice(self.sink, self.sink + keep)
         self.k[:, :, dst] = self.k[:, :, src].clone()
         self.v[:, :, dst] = self.v[:, :, src].clone()
-        self.local_end -= evict  # the caller's plan() re-derives new_local_end from global_end
+        self.local_end -= evict
 
     def window(self, layer: int, ranges: tuple[tuple[int, int], ...]) -> tuple[Tensor, Tensor]:
         """K, V of `layer` over the attended ranges: (B, n, H, D) each."""

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from dysink_cli.engine.descriptors import describe_frames, frames_for_descriptor
 from dysink_cli.engine.generator import BlockGenerator
+from dysink_cli.engine.memory_bank import MemoryBank
 from dysink_cli.engine.noise import TensorNoise
 from dysink_cli.engine.schedule import denoising_timesteps
 from dysink_cli.engine.spec import LoopSpec
@@ -126,7 +127,7 @@ def run_pipeline(fx: Fixture) -> Result:
         noise,
         tuple(fx.io["noise"].shape[-2:]),
         describe=describe,
-        max_bank_entries=p.get("memory_max_entries") or 0,
+        bank=MemoryBank(p.get("memory_max_entries") or 0),
     )
     prompts = [fx.io[k] for k in sorted(k for k in fx.io if k.startswith("prompt_embeds"))]
     switches = list(p.get("switch_frame_indices", []))
