@@ -197,6 +197,7 @@ class RenderSession:
             describe=describe,
             timer=self.timer,
             bank=self.bank,
+            graphs=cfg.model.cuda_graphs,
         )
         self.segment = 0
         self.parts: list[dict[str, Any]] = [{"path": str(job.output), "frames": 0}]

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from dysink_cli.engine.dysink import Describer, DySinkMemory
+from dysink_cli.engine.graphs import GraphedDiT
 from dysink_cli.engine.kv_cache import KVCache
 from dysink_cli.engine.memory_bank import BankEntry, MemoryBank
 from dysink_cli.engine.noise import NoiseSource
@@ -55,6 +56,7 @@ class BlockGenerator:
         describe: Describer | None = None,
         timer: StageTimer | None = None,
         bank: MemoryBank | None = None,
+        graphs: bool = False,
     ) -> None:
         cfg = dit.cfg
         self.dit, self.spec, self.noise = dit, spec, noise
@@ -76,6 +78,9 @@ class BlockGenerator:
         self.text_kv: list[tuple[Tensor, Tensor]] | None = None
         self.timer = timer or NullTimer()
         self._rope_cache: tuple[tuple[int, int], Rope] | None = None
+        half = dtype in (torch.float16, torch.bfloat16)
+        use_graphs = graphs and self.device.type == "cuda" and half
+        self.graphs = GraphedDiT(dit, backend, spec.top_k if spec.uses_memory else 0) if use_graphs else None
 
     def new_cache(self, capacity_frames: int, sink_frames: int = 0, raw_frames: int = 0) -> KVCache:
         cfg = self.dit.cfg
@@ -122,8 +127,12 @@ class BlockGenerator:
         memory: list | None = None,
         cache: KVCache | None = None,
         protect_sink: bool = True,
+        repeated: bool = False,
     ) -> tuple[Tensor, AttnContext]:
-        """One DiT call over latents (B, F, C, H, W) at `start_frame`; returns flow in the same layout."""
+        """One DiT call over latents (B, F, C, H, W) at `start_frame`; returns flow in the same layout.
+
+        repeated: a call the block loop makes every block (replayed from a CUDA graph when on).
+        """
         assert self.text_kv is not None, "set_prompt() first"
         frames = latents.shape[1]
         cache = cache or self.cache
@@ -134,14 +143,11 @@ class BlockGenerator:
             call, memory, s.gate_rule if memory else "off", s.gate_threshold, sink_gate=sink_gate
         )
         t = torch.full((latents.shape[0], frames), timestep, dtype=torch.float32, device=self.device)
-        flow = self.dit(
-            latents.permute(0, 2, 1, 3, 4),
-            t,
-            self.text_kv,
-            self.rope_table(start_frame, frames),
-            ctx,
-            self.backend,
-        )
+        x, rope = latents.permute(0, 2, 1, 3, 4), self.rope_table(start_frame, frames)
+        if repeated and self.graphs is not None and cache is self.cache and call.sink_transform is None:
+            flow, ctx = self.graphs(x, t, self.text_kv, rope, ctx)
+        else:
+            flow = self.dit(x, t, self.text_kv, rope, ctx, self.backend)
         return flow.permute(0, 2, 1, 3, 4), ctx
 
     @torch.no_grad()
@@ -171,7 +177,7 @@ class BlockGenerator:
         x0_steps, gates = [], []
         for step, timestep in enumerate(s.timesteps):
             with self.timer.stage("denoise"):
-                flow, ctx = self.forward(x, timestep, f0, window, memory)
+                flow, ctx = self.forward(x, timestep, f0, window, memory, repeated=True)
                 x0 = flow_to_x0(x, flow, self.sigmas[step])
             x0_steps.append(x0)
             gates.append(ctx)
@@ -183,7 +189,7 @@ class BlockGenerator:
             record["sink_gate_dropped"] = [ctx.sink_dropped for ctx in gates]  # (step, layer)
         # 4. clean pass: writes the block's K/V (never sees retrieved memory)
         with self.timer.stage("clean_pass"):
-            self.forward(x0, s.context_timestep, f0, window)
+            self.forward(x0, s.context_timestep, f0, window, repeated=True)
         # 5. policy after the block
         if s.policy == "rolling-sink":
             done = reinsert(self.cache, f0, s.horizon_frames, s.frames_per_block, self.freqs, self.grid_hw)

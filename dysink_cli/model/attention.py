@@ -6,6 +6,7 @@ All DiT attention is full (unmasked) softmax attention; layouts are (B, L, H, D)
 from __future__ import annotations
 
 import importlib.util
+import math
 
 import torch
 import torch.nn.functional as F
@@ -58,3 +59,41 @@ def attention(q: Tensor, k: Tensor, v: Tensor, backend: str = "sdpa") -> Tensor:
         with sdpa_kernel(CUDNN_FIRST, set_priority=True):
             return F.scaled_dot_product_attention(qt, kt, vt).transpose(1, 2)
     return F.scaled_dot_product_attention(qt, kt, vt).transpose(1, 2)
+
+
+def attention_lse(q: Tensor, k: Tensor, v: Tensor, backend: str = "sdpa") -> tuple[Tensor, Tensor]:
+    """attention() plus the log-sum-exp of each query's scaled scores: (B, Lq, H, D), (B, H, Lq)
+    (fp32, or fp64 for fp64 inputs).
+
+    CUDA half precision uses torch's cuDNN kernel (flash-attn with backend="flash"); elsewhere the
+    scores are formed explicitly (small shapes: tests and the CPU demo).
+    """
+    qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+        if backend == "flash":
+            from flash_attn import flash_attn_func
+
+            out, lse, _ = flash_attn_func(q, k, v, return_attn_probs=True)
+            return out, lse.float()
+        out, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(qt, kt, vt, None, True)[:2]
+        return out.transpose(1, 2), lse.reshape(qt.shape[:3]).float()
+    acc = torch.promote_types(q.dtype, torch.float32)
+    scores = (qt.to(acc) @ kt.to(acc).transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    lse = torch.logsumexp(scores, dim=-1)
+    out = (torch.exp(scores - lse.unsqueeze(-1)) @ vt.to(acc)).to(q.dtype)
+    return out.transpose(1, 2), lse
+
+
+def merge_pieces(outs: list[Tensor], lses: list[Tensor], keep: Tensor) -> Tensor:
+    """Softmax attention over the union of the kept pieces' keys, from each piece's own attention.
+
+    outs[i] (B, L, H, D) and lses[i] (B, H, L) are attention() / log-sum-exp over piece i's keys;
+    keep (P,) bool selects pieces (at least one kept). No host sync: dropped pieces weigh zero.
+    """
+    lse = torch.stack(lses)  # (P, B, H, L)
+    kept = keep.view(-1, 1, 1, 1)
+    lse = torch.where(kept, lse, torch.full_like(lse, -torch.inf))
+    weights = torch.exp(lse - lse.amax(dim=0, keepdim=True))  # dropped pieces: exp(-inf) = 0
+    weights = (weights / weights.sum(dim=0, keepdim=True)).transpose(2, 3).unsqueeze(-1)  # (P, B, L, H, 1)
+    acc = torch.promote_types(outs[0].dtype, torch.float32)
+    return (torch.stack(outs).to(acc) * weights.to(acc)).sum(dim=0).to(outs[0].dtype)

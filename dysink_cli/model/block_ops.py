@@ -1,9 +1,15 @@
-"""The per-token elementwise chains of a Wan block, as pure functions with one signature each.
+"""A Wan block's token-wise work between its attention calls, as three pure functions.
+
+A block is: `attn_in` (LayerNorm + modulation, q/k/v projections, q/k RMSNorm, RoPE) -> self-
+attention (the engine's cache, memory and gate) -> `attn_out` (output projection, gated residual,
+cross-attention norm and query) -> cross-attention -> `ffn_out` (output projection, residual,
+LayerNorm + modulation, FFN, gated residual). The functions take tensors only (weights included),
+so one torch.compile of each serves all 30 layers.
 
 `EAGER` runs them as plain torch ops (the reference math; the fixtures' path). `compiled_ops()`
-wraps the same functions in torch.compile, which fuses each chain into one or two kernels on the
-GPU (LayerNorm + modulation, gated residual, q/k RMSNorm + RoPE): the DiT's elementwise traffic
-was half of its time at 832x480 (bench/RESULTS.md).
+wraps the same functions in torch.compile, which fuses each elementwise chain into the GEMMs'
+neighbours on the GPU: at 832x480 the eager chains cost ~27 ms of a ~78 ms forward
+(bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -15,7 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dysink_cli.model.rope import RopeTable, apply_rope
+from dysink_cli.model.attention import merge_pieces
+from dysink_cli.model.rope import rotate_pairs
+
+Linear = tuple[Tensor, Tensor]  # (weight, bias)
 
 
 def norm_modulate(x: Tensor, shift: Tensor, scale: Tensor, frames: int, eps: float) -> Tensor:
@@ -34,42 +43,80 @@ def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
     return F.rms_norm(x.float(), (x.shape[-1],), eps=eps).type_as(x) * weight
 
 
-def norm_rope(x: Tensor, weight: Tensor, eps: float, heads: int, table: RopeTable) -> tuple[Tensor, Tensor]:
-    """(RoPE(RMSNorm(x)), RMSNorm(x)) split into heads: (B, L, H, D) each."""
-    raw = rms_norm(x, weight, eps).unflatten(-1, (heads, -1))
-    return apply_rope(raw, table), raw
+def attn_in(
+    x: Tensor,
+    shift: Tensor,
+    scale: Tensor,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    norms: tuple[Tensor, Tensor],
+    cos: Tensor,
+    sin: Tensor,
+    frames: int,
+    eps: float,
+    qk_eps: float,
+    heads: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Self-attention inputs: (q, k, k_raw, v), each (B, L, H, D); q and k roped, k_raw not."""
+    h = norm_modulate(x, shift, scale, frames, eps)
+    q_heads = rms_norm(F.linear(h, *q), norms[0], qk_eps).unflatten(-1, (heads, -1))
+    k_raw = rms_norm(F.linear(h, *k), norms[1], qk_eps).unflatten(-1, (heads, -1))
+    values = F.linear(h, *v).unflatten(-1, (heads, -1))
+    return rotate_pairs(q_heads, cos, sin), rotate_pairs(k_raw, cos, sin), k_raw, values
 
 
-def norm_rope_real(
-    x: Tensor, weight: Tensor, eps: float, heads: int, cos: Tensor, sin: Tensor
+def attn_out(
+    x: Tensor,
+    attn: Tensor,
+    o: Linear,
+    gate: Tensor,
+    cross_norm: Linear | None,
+    cross_q: Linear,
+    cross_q_norm: Tensor,
+    frames: int,
+    eps: float,
+    qk_eps: float,
+    heads: int,
 ) -> tuple[Tensor, Tensor]:
-    """norm_rope for bf16/fp16 with fp32 cos/sin (1, L, Ht, D/2): real arithmetic that fuses."""
-    raw = rms_norm(x, weight, eps).unflatten(-1, (heads, -1))
-    pairs = raw.float().unflatten(-1, (-1, 2))
-    re, im = pairs[..., 0], pairs[..., 1]
-    roped = torch.stack([re * cos - im * sin, re * sin + im * cos], dim=-1).flatten(-2)
-    return roped.to(x.dtype), raw
+    """Self-attention output (B, L, H, D) into the residual; returns (x, cross-attention query)."""
+    x = gated_residual(x, F.linear(attn.flatten(2), *o), gate, frames)
+    h = x if cross_norm is None else F.layer_norm(x, (x.shape[-1],), *cross_norm, eps=eps)
+    return x, rms_norm(F.linear(h, *cross_q), cross_q_norm, qk_eps).unflatten(-1, (heads, -1))
+
+
+def ffn_out(
+    x: Tensor,
+    cross: Tensor,
+    o: Linear,
+    shift: Tensor,
+    scale: Tensor,
+    gate: Tensor,
+    fc1: Linear,
+    fc2: Linear,
+    frames: int,
+    eps: float,
+) -> Tensor:
+    """Cross-attention output (B, L, H, D) into the residual, then the modulated FFN."""
+    x = x + F.linear(cross.flatten(2), *o)
+    h = F.gelu(F.linear(norm_modulate(x, shift, scale, frames, eps), *fc1), approximate="tanh")
+    return gated_residual(x, F.linear(h, *fc2), gate, frames)
 
 
 @dataclass(frozen=True)
 class BlockOps:
-    """The functions a block calls; `norm_rope` takes the RopeTable."""
+    """The three functions a block calls around its two attentions, and the gated-memory merge."""
 
-    norm_modulate: Callable[..., Tensor]
-    gated_residual: Callable[..., Tensor]
-    rms_norm: Callable[..., Tensor]
-    norm_rope: Callable[..., tuple[Tensor, Tensor]]
+    attn_in: Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]]
+    attn_out: Callable[..., tuple[Tensor, Tensor]]
+    ffn_out: Callable[..., Tensor]
+    merge: Callable[..., Tensor]
 
 
-EAGER = BlockOps(norm_modulate, gated_residual, rms_norm, norm_rope)
+EAGER = BlockOps(attn_in, attn_out, ffn_out, merge_pieces)
 
 
 def compiled_ops() -> BlockOps:
-    """torch.compile'd chains (CUDA, bf16/fp16). Recompiles per distinct chunk length (few)."""
+    """torch.compile'd stages (CUDA, bf16/fp16). Recompiles per distinct chunk length (few)."""
     compile_ = torch.compile(dynamic=False)
-    fused_rope = compile_(norm_rope_real)
-
-    def rope(x: Tensor, weight: Tensor, eps: float, heads: int, table: RopeTable) -> tuple[Tensor, Tensor]:
-        return fused_rope(x, weight, eps, heads, table.cos32, table.sin32)
-
-    return BlockOps(compile_(norm_modulate), compile_(gated_residual), compile_(rms_norm), rope)
+    return BlockOps(compile_(attn_in), compile_(attn_out), compile_(ffn_out), compile_(merge_pieces))

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dysink_cli.model.attention import attention
+from dysink_cli.model.attention import attention, attention_lse
 from dysink_cli.model.block_ops import EAGER, BlockOps, compiled_ops
 from dysink_cli.model.config import DiTConfig
 from dysink_cli.model.gate import entry_ratios, gate_keep, head_affinity
@@ -42,6 +42,7 @@ class AttnContext:
     gate_keeps: list[Tensor] = field(default_factory=list)  # filled: per layer (E,) bool
     sink_gate: bool = False  # DySink with a static sink: gate the whole sink too (every call)
     sink_dropped: list[bool] = field(default_factory=list)  # filled: per layer
+    sync_free: bool = False  # gate without host syncs (CUDA graphs): merge pieces by log-sum-exp
 
 
 def sinusoidal_embedding(dim: int, position: Tensor) -> Tensor:
@@ -77,8 +78,8 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
         self.q, self.k, self.v, self.o = (nn.Linear(cfg.dim, cfg.dim) for _ in range(4))
-        self.norm_q = RMSNorm(cfg.dim, cfg.eps) if cfg.qk_norm else nn.Identity()
-        self.norm_k = RMSNorm(cfg.dim, cfg.eps) if cfg.qk_norm else nn.Identity()
+        self.norm_q = RMSNorm(cfg.dim, cfg.eps)  # qk_norm = false is refused by DiTConfig
+        self.norm_k = RMSNorm(cfg.dim, cfg.eps)
 
     def heads(self, x: Tensor) -> Tensor:
         return x.unflatten(-1, (self.num_heads, self.head_dim))  # (B, L, H, D)
@@ -119,21 +120,54 @@ class Block(nn.Module):
         """x (B, L, C); e0 (B, F, 6, C) per-frame modulation inputs."""
         frames, eps, ops = e0.shape[1], self.norm1.eps, self.ops
         shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation.unsqueeze(1) + e0).chunk(6, dim=2)
-        h = ops.norm_modulate(x, shift1, scale1, frames, eps)
-        x = ops.gated_residual(x, self.self_attention(h, rope, ctx, layer, backend), gate1, frames)
-        ca = self.cross_attn
-        q = ca.heads(ops.rms_norm(ca.q(self.norm3(x)), ca.norm_q.weight, ca.norm_q.eps))
-        x = x + ca.o(attention(q, *text_kv, backend=backend).flatten(2))
-        y = self.ffn(ops.norm_modulate(x, shift2, scale2, frames, eps))
-        return ops.gated_residual(x, y, gate2, frames)
+        sa, ca = self.self_attn, self.cross_attn
+        q, k, k_raw, v = ops.attn_in(
+            x,
+            shift1,
+            scale1,
+            _linear(sa.q),
+            _linear(sa.k),
+            _linear(sa.v),
+            (sa.norm_q.weight, sa.norm_k.weight),
+            *rope.for_dtype(x.dtype),
+            frames,
+            eps,
+            sa.norm_q.eps,
+            sa.num_heads,
+        )
+        attn = self.self_attention(q, k, k_raw, v, ctx, layer, backend)
+        cross_norm = _linear(self.norm3) if isinstance(self.norm3, nn.LayerNorm) else None
+        x, q = ops.attn_out(
+            x,
+            attn,
+            _linear(sa.o),
+            gate1,
+            cross_norm,
+            _linear(ca.q),
+            ca.norm_q.weight,
+            frames,
+            self.norm3.eps if cross_norm else eps,
+            ca.norm_q.eps,
+            ca.num_heads,
+        )
+        cross = attention(q, *text_kv, backend=backend)
+        return ops.ffn_out(
+            x,
+            cross,
+            _linear(ca.o),
+            shift2,
+            scale2,
+            gate2,
+            _linear(self.ffn[0]),
+            _linear(self.ffn[2]),
+            frames,
+            eps,
+        )
 
     def self_attention(
-        self, h: Tensor, rope: RopeTable, ctx: AttnContext, layer: int, backend: str
+        self, q: Tensor, k: Tensor, k_raw: Tensor, v: Tensor, ctx: AttnContext, layer: int, backend: str
     ) -> Tensor:
-        sa, heads = self.self_attn, self.self_attn.num_heads
-        q, _ = self.ops.norm_rope(sa.q(h), sa.norm_q.weight, sa.norm_q.eps, heads, rope)
-        k, k_raw = self.ops.norm_rope(sa.k(h), sa.norm_k.weight, sa.norm_k.eps, heads, rope)
-        v = sa.heads(sa.v(h))
+        """Attend over the cache window (+ retrieved memory the gate keeps): (B, L, H, D)."""
         if ctx.cache is None:
             keys, values, sink_tokens = k, v, 0
         else:
@@ -144,12 +178,16 @@ class Block(nn.Module):
         entries = ctx.memory[layer] if ctx.memory else []
         if entries and ctx.gate_rule != "off":
             keep = self.gate(q, local, entries, ctx)
+            if ctx.sync_free:  # each piece attended alone, dropped ones weigh zero in the merge
+                pieces = [attention_lse(q, k, v, backend) for k, v in [*entries, (keys, values)]]
+                outs, lses = zip(*pieces, strict=True)
+                return self.ops.merge(list(outs), list(lses), torch.cat([keep, keep.new_ones(1)]))
             # one host sync per layer: measured faster than masking dropped keys (bench/RESULTS.md)
             entries = [entry for entry, kept in zip(entries, keep.tolist(), strict=True) if kept]
         if entries:
             keys = torch.cat([ek for ek, _ in entries] + [keys], dim=1)
             values = torch.cat([ev for _, ev in entries] + [values], dim=1)
-        return sa.o(attention(q, keys, values, backend=backend).flatten(2))
+        return attention(q, keys, values, backend=backend)
 
     @staticmethod
     def gate_sink(
@@ -177,6 +215,10 @@ class Block(nn.Module):
         ctx.gate_ratios.append(ratios)
         ctx.gate_keeps.append(keep)
         return keep
+
+
+def _linear(module: nn.Module) -> tuple[Tensor, Tensor]:
+    return module.weight, module.bias
 
 
 class Head(nn.Module):

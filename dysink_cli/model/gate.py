@@ -27,11 +27,12 @@ def gate_keep(ratios: Tensor, threshold: float, rule: str = "per-entry") -> Tens
     """Which entries survive. per-entry: keep e iff rho_e <= tau (release, strict '>' drops).
 
     max (paper eq. 9): g = 1[max_e rho_e <= tau]; all entries kept if g else none.
+    Decided on the tensors' device (no host sync).
     """
     if rule == "per-entry":
         return ratios <= threshold
     if rule == "max":
-        return torch.full_like(ratios, bool(ratios.max() <= threshold), dtype=torch.bool)
+        return (ratios.max() <= threshold).expand(ratios.shape).clone()
     if rule == "off":
         return torch.ones_like(ratios, dtype=torch.bool)
     raise ValueError(f"unknown gate rule {rule!r}")
