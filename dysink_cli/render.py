@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from dysink_cli.config import RenderConfig, build_config, config_to_dict
+from dysink_cli.engine.descriptors import describe_frames, frames_for_descriptor
 from dysink_cli.engine.events import BlockDone, Event, Finished, Note, PromptSwitch, RenderStarted
 from dysink_cli.engine.generator import BlockGenerator, generator_state, restore_generator
 from dysink_cli.engine.memory_bank import MemoryBank
@@ -174,6 +175,7 @@ class RenderSession:
         dit = self.models.dit
         if self.device.type == "cuda" and cfg.model.compile:
             dit.use_compiled_ops()
+            self.models.vae.use_compiled_ops()
         self.text_kv = {p: dit.encode_text(e.to(self.device)) for p, e in embeds.items()}
         vae_cfg = self.models.vae.cfg
         latent_hw = (cfg.output.height // vae_cfg.spatial_stride, cfg.output.width // vae_cfg.spatial_stride)
@@ -219,10 +221,26 @@ class RenderSession:
         z = torch.zeros(1, fpb, self.models.dit.cfg.in_dim, *latent_hw, device=self.device, dtype=self.dtype)
         scratch = self.gen.new_cache(fpb)
         self.gen.forward(z, 0.0, 0, fpb, cache=scratch)
-        _, state = self.models.vae.decode_chunk(z, self.models.vae.decoder_state())
+        frames, state = self.models.vae.decode_chunk(z, self.models.vae.decoder_state())
         self.models.vae.decode_chunk(z, state)
+        if self.gen.memory is not None and self.models.pe is not None:
+            describe_frames(frames_for_descriptor(frames)[0], self.models.pe)  # PE-Core's kernels
+            shape = scratch.k[:, :, : fpb * self.gen.tokens_per_frame].shape
+            for _ in range(2):  # K and V of the first bank entry reuse these (host allocator cache)
+                torch.empty(shape, dtype=scratch.k.dtype, pin_memory=True)
+            self._warm_up_merge(shape[1:])
         torch.cuda.synchronize()
         self.emit(Note(f"warmed up (kernel compile and cuDNN tuning) in {time.perf_counter() - start:.1f} s"))
+
+    def _warm_up_merge(self, kv_shape: torch.Size) -> None:
+        """Compile the gate's piece merge for every entry count (else the first blocks with memory
+        would compile it mid-render)."""
+        b, n, h, d = kv_shape
+        out = torch.zeros(b, n, h, d, device=self.device, dtype=self.dtype)
+        lse = torch.zeros(b, h, n, device=self.device)
+        merge = self.models.dit.blocks[0].ops.merge
+        for pieces in range(2, self.cfg.dysink.top_k + 2):
+            merge([out] * pieces, [lse] * pieces, torch.ones(pieces, dtype=torch.bool, device=self.device))
 
     def _open_bank(self) -> MemoryBank:
         b = self.cfg.bank

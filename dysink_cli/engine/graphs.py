@@ -90,8 +90,8 @@ class GraphedDiT:
         plan = call.plan
         layout = (plan.write_start, plan.new_start, plan.new_local_end, plan.window, plan.sink_tokens)
         entry_shape = tuple(memory[0][0][0].shape) if entries else ()
-        per_layer = isinstance(rope, list)
-        return (tuple(x.shape), x.dtype, layout, call.raw_range, entries, entry_shape, ctx.gate_rule, per_layer)
+        inputs = (tuple(x.shape), x.dtype, isinstance(rope, list))
+        return (*inputs, layout, call.raw_range, entries, entry_shape, ctx.gate_rule)
 
     def _on_stream(self, fn: Any) -> Any:
         self.stream.wait_stream(torch.cuda.current_stream())
@@ -125,7 +125,8 @@ class GraphedDiT:
                     slots_k[layer, e].copy_(k)
                     slots_v[layer, e].copy_(v)
             self._memory_source = memory
-        return [[(slots_k[l, e], slots_v[l, e]) for e in range(len(memory[0]))] for l in range(len(memory))]
+        count = len(memory[0])
+        return [[(sk[e], sv[e]) for e in range(count)] for sk, sv in zip(slots_k, slots_v, strict=False)]
 
     def _capture(
         self, key: tuple, x: Tensor, t: Tensor, text_kv: list, rope: Rope, ctx: AttnContext

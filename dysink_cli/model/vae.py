@@ -24,6 +24,8 @@ from dysink_cli.model.vae_blocks import (
     RMS_norm,
     Slot,
     causal_step,
+    rms_norm,
+    rms_norm_silu,
 )
 
 
@@ -220,6 +222,16 @@ class WanVAE(nn.Module):
             cfg.dim, cfg.z_dim, cfg.dim_mult, cfg.num_res_blocks, cfg.temperal_downsample[::-1]
         )
         self._decoder_slots = self.decoder.slot_names()
+
+    def use_compiled_ops(self) -> None:
+        """Fuse the RMS_norm (+ SiLU) chains with torch.compile (CUDA); same math, one pass each."""
+        compile_ = torch.compile(dynamic=True)
+        norm, norm_silu = compile_(rms_norm), compile_(rms_norm_silu)
+        for module in self.modules():
+            if isinstance(module, RMS_norm):
+                module.fn = norm
+            elif isinstance(module, ResidualBlock):
+                module.norm_silu = norm_silu
 
     def decoder_state(self) -> DecoderState:
         """A fresh decoder state: every slot empty, no first chunk seen."""

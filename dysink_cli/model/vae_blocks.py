@@ -61,17 +61,31 @@ def causal_step(conv: CausalConv3d, x: Tensor, prev: Slot) -> tuple[Tensor, Tens
     return conv(x, prev), next_slot(x, prev)
 
 
+def rms_norm(x: Tensor, gamma: Tensor, scale: float) -> Tensor:
+    """Wan RMS_norm over channels (dim 1): x / max(||x||_2, 1e-12) * scale * gamma."""
+    return F.normalize(x, dim=1) * scale * gamma
+
+
+def rms_norm_silu(x: Tensor, gamma: Tensor, scale: float) -> Tensor:
+    """SiLU(RMS_norm(x)): the residual blocks' pre-conv chain."""
+    return F.silu(rms_norm(x, gamma, scale))
+
+
 class RMS_norm(nn.Module):
-    """Wan RMS_norm: x / max(||x||_2 over channels, 1e-12) * sqrt(C) * gamma; no eps, no bias."""
+    """Wan RMS_norm: x / max(||x||_2 over channels, 1e-12) * sqrt(C) * gamma; no eps, no bias.
+
+    `fn` is `rms_norm`, or its torch.compile'd twin on CUDA (WanVAE.use_compiled_ops).
+    """
 
     def __init__(self, dim: int, images: bool = True) -> None:
         super().__init__()
         shape = (dim, 1, 1) if images else (dim, 1, 1, 1)
         self.scale = dim**0.5
         self.gamma = nn.Parameter(torch.ones(shape))
+        self.fn: Callable[[Tensor, Tensor, float], Tensor] = rms_norm
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.normalize(x, dim=1) * self.scale * self.gamma
+        return self.fn(x, self.gamma, self.scale)
 
 
 class ResidualBlock(nn.Module):
@@ -91,13 +105,15 @@ class ResidualBlock(nn.Module):
             CausalConv3d(out_dim, out_dim, 3, padding=1),
         )
         self.shortcut = CausalConv3d(in_dim, out_dim, 1) if in_dim != out_dim else nn.Identity()
+        self.norm_silu: Callable[[Tensor, Tensor, float], Tensor] = rms_norm_silu  # or compiled
 
     def forward(self, x: Tensor, slots: tuple[Slot, Slot]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """x [B, in, T, H, W] -> ([B, out, T, H, W], new slots of residual.2 and residual.6)."""
         h = self.shortcut(x)
-        x = F.silu(self.residual[0](x))
+        norm1, norm2 = self.residual[0], self.residual[3]
+        x = self.norm_silu(x, norm1.gamma, norm1.scale)
         x, first = causal_step(self.residual[2], x, slots[0])
-        x = F.silu(self.residual[3](x))
+        x = self.norm_silu(x, norm2.gamma, norm2.scale)
         x, second = causal_step(self.residual[6], x, slots[1])
         return x + h, (first, second)
 
