@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from dysink_cli.model.attention import merge_pieces
+from dysink_cli.model.compiling import compiled
 from dysink_cli.model.rope import rotate_pairs
 
 Linear = tuple[Tensor, Tensor]  # (weight, bias)
@@ -118,5 +118,4 @@ EAGER = BlockOps(attn_in, attn_out, ffn_out, merge_pieces)
 
 def compiled_ops() -> BlockOps:
     """torch.compile'd stages (CUDA, bf16/fp16). Recompiles per distinct chunk length (few)."""
-    compile_ = torch.compile(dynamic=False)
-    return BlockOps(compile_(attn_in), compile_(attn_out), compile_(ffn_out), compile_(merge_pieces))
+    return BlockOps(*(compiled(fn, dynamic=False) for fn in (attn_in, attn_out, ffn_out, merge_pieces)))

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from dysink_cli.errors import ConfigError
+from dysink_cli.model.compiling import compiled
 from dysink_cli.model.config import VAEConfig
 from dysink_cli.model.vae_blocks import (
     AttentionBlock,
@@ -225,8 +226,7 @@ class WanVAE(nn.Module):
 
     def use_compiled_ops(self) -> None:
         """Fuse the RMS_norm (+ SiLU) chains with torch.compile (CUDA); same math, one pass each."""
-        compile_ = torch.compile(dynamic=True)
-        norm, norm_silu = compile_(rms_norm), compile_(rms_norm_silu)
+        norm, norm_silu = compiled(rms_norm, dynamic=True), compiled(rms_norm_silu, dynamic=True)
         for module in self.modules():
             if isinstance(module, RMS_norm):
                 module.fn = norm
