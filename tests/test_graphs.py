@@ -25,7 +25,7 @@ def describe(latents: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(latents.float().mean(dim=(0, 1, 3, 4)), dim=0)
 
 
-def rollout(spec: LoopSpec, graphs: bool, compiled: bool, blocks: int = 8) -> tuple[list, BlockGenerator]:
+def rollout(spec: LoopSpec, graphs: bool, compiled: bool, blocks: int = 10) -> tuple[list, BlockGenerator]:
     dit = init_untrained(WanDiT(TINY_DIT).cuda(), 0).to(torch.bfloat16).eval()
     if compiled:
         dit.use_compiled_ops()

@@ -157,6 +157,8 @@ class BlockGenerator:
         f0 = b * s.frames_per_block
         shape = (self.batch, s.frames_per_block, self.dit.cfg.in_dim, *self.latent_hw)
         record: dict[str, Any] = {"block": b, "start_frame": f0}
+        if self.graphs is not None:
+            self.graphs.next_block()
         # 1. window (DySink widens it while the bank is short)
         window = self.window_frames()
         record["effective_local_attn_frames"] = window

@@ -2,8 +2,9 @@
 
 Once the window is full, every block makes the same calls: LongLive and Self-Forcing one shape
 for all 5 (4 steps + the clean pass), DySink one for the 4 steps with memory and one for the
-clean pass. A call seen for the first time runs eagerly (compiling and tuning its kernels);
-the second time it is captured into a graph, and from then on replayed. Replays remove the
+clean pass. Calls run eagerly until their shape comes back in a later block (the first blocks'
+shapes, while the window fills, never do: capturing them would only delay the first frame);
+then the call is captured into a graph, and from then on replayed. Replays remove the
 Python and launch overhead that otherwise leaves the GPU idle between the compiled block
 stages (bench/RESULTS.md).
 
@@ -56,7 +57,8 @@ class GraphedDiT:
         self.stream = torch.cuda.Stream()
         self.pool = torch.cuda.graph_pool_handle()
         self.graphs: OrderedDict[tuple, _Captured] = OrderedDict()
-        self.seen: set[tuple] = set()
+        self.first_seen: dict[tuple, int] = {}  # key -> block it was first seen in
+        self.block = 0
         self.captures = 0
         self.replays = 0
         self._text: list[tuple[Tensor, Tensor]] | None = None
@@ -72,14 +74,18 @@ class GraphedDiT:
             return self.dit(x, t, text_kv, rope, ctx, self.backend), ctx
         ctx = replace(ctx, sync_free=True)
         if key not in self.graphs:
-            if key not in self.seen:  # first sight: eager, on the capture stream (warms its kernels)
-                self.seen.add(key)
+            if self.first_seen.setdefault(key, self.block) == self.block:
+                # not recurring (yet): eager, on the capture stream, which warms its kernels
                 out = self._on_stream(lambda: self.dit(x, t, text_kv, rope, ctx, self.backend))
                 out.record_stream(torch.cuda.current_stream())
                 return out, ctx
             self._capture(key, x, t, text_kv, rope, ctx)
         self.graphs.move_to_end(key)
         return self._replay(self.graphs[key], x, t, text_kv, rope, ctx)
+
+    def next_block(self) -> None:
+        """The block loop moved on: shapes seen before now count as recurring."""
+        self.block += 1
 
     def _key(self, x: Tensor, rope: Rope, ctx: AttnContext) -> tuple | None:
         memory = ctx.memory or []
