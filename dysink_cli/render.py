@@ -25,11 +25,12 @@ from dysink_cli.engine.noise import SeededNoise
 from dysink_cli.engine.spec import LoopSpec
 from dysink_cli.errors import GpuError, OutputError, ResumeError
 from dysink_cli.io.ffmpeg import FfmpegSink, ffmpeg_exe
+from dysink_cli.io.handoff import FrameHandoff
 from dysink_cli.job import RenderJob, RenderStats, Segment
 from dysink_cli.model.attention import resolve_backend
 from dysink_cli.model.vae import DecoderState
 from dysink_cli.models import Models, encode_prompts, load_models
-from dysink_cli.render_parts import Decoder, InterruptFlag, block_stats, make_describer, to_uint8
+from dysink_cli.render_parts import Decoder, InterruptFlag, block_stats, make_describer
 from dysink_cli.resume import (
     Checkpoint,
     join_parts,
@@ -277,9 +278,10 @@ class RenderSession:
             )
         )
 
-    def save(self, sink: Any) -> None:
+    def save(self, frames: FrameHandoff) -> None:
         """Checkpoint the state after the last finished block (frames of the part being written)."""
-        self.parts[-1]["frames"] = sink.frames_written
+        frames.flush()
+        self.parts[-1]["frames"] = frames.sink.frames_written
         gen_tensors, gen_meta = generator_state(self.gen)
         tensors = {f"gen.{k}": v for k, v in gen_tensors.items()}
         tensors |= {f"decoder.{k}": v for k, v in self.decoder.state.to_tensors().items()}
@@ -323,10 +325,11 @@ class RenderSession:
                     lossless=job.lossless,
                     overwrite=True,
                 ) as sink,
+                FrameHandoff(sink) as frames,
             ):
                 for b in range(self.gen.block, plan.blocks):
-                    self._block(b, switch_at, sink)
-                    written = done_before + sink.frames_written
+                    self._block(b, switch_at, frames)
+                    written = done_before + frames.frames_queued
                     stats = block_stats(
                         self.last_record, self.timer.pop(), self.probe, written, self.started, plan.fps
                     )
@@ -341,7 +344,7 @@ class RenderSession:
                     periodic = (b + 1) % cfg.output.checkpoint_every_blocks == 0
                     # after a switch every bank entry was re-cached: checkpoint so old files can go
                     if not last and (interrupt.raised or periodic or b in switch_at):
-                        self.save(sink)
+                        self.save(frames)
                     if interrupt.raised and not last:
                         raise KeyboardInterrupt
         finally:
@@ -349,16 +352,16 @@ class RenderSession:
                 log.close()
         return self._finish(done_before + sink.frames_written)
 
-    def _block(self, b: int, switch_at: dict, sink: Any) -> None:
+    def _block(self, b: int, switch_at: dict, frames: FrameHandoff) -> None:
         if b in switch_at:
             self.segment = switch_at[b].segment
             with self.timer.stage("switch"):
                 self.gen.switch_prompt(self.text_kv[self.job.segments[self.segment].prompt])
         out = self.gen.next_block()
         with self.timer.stage("decode"):
-            frames = self.decoder.stream(out.latents)
+            decoded = self.decoder.stream(out.latents)
         with self.timer.stage("write"):
-            sink.write(to_uint8(frames[0]))
+            frames.put(decoded[0])
         self.last_record = out.record
 
     def _finish(self, frames_written: int) -> RenderStats:

@@ -10,18 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from dysink_cli.engine.descriptors import describe_frames, frames_for_descriptor
 from dysink_cli.models import Models
 from dysink_cli.stats import MemoryProbe, StageTimer
-
-
-def to_uint8(frames: Tensor) -> Tensor:
-    """(T, 3, H, W) in [-1, 1] -> (T, H, W, 3) uint8, rounded, on the CPU."""
-    pixels = ((frames.float().clamp(-1, 1) * 0.5 + 0.5) * 255).round().to(torch.uint8)
-    return pixels.permute(0, 2, 3, 1).contiguous().cpu()
 
 
 @dataclass
@@ -33,7 +26,7 @@ class Decoder:
     pending: Tensor | None = None
 
     def stream(self, latents: Tensor) -> Tensor:
-        """Frames of the next block, decoded with the persistent state (bit-identical to whole decode)."""
+        """Frames of the next block, decoded with the persistent state (equal to a whole decode)."""
         if self.pending is not None:
             frames, self.pending = self.pending, None
             return frames

@@ -2,7 +2,8 @@
 
 `WanVAE` has the Wan2.1_VAE.pth keys and keeps no inference state. Latents are normalised,
 `[B, T, 16, h, w]`; frames are float32 `[B, T', 3, H, W]` in [-1, 1]. `decode_chunk(z, state)`
-streams with an explicit `DecoderState`; chunked decoding is bit-identical to decoding at once.
+streams with an explicit `DecoderState`; chunked decoding equals decoding at once (the same math;
+bit-identical for the same chunks, so a resumed render repeats the uninterrupted one exactly).
 """
 
 from __future__ import annotations
@@ -242,7 +243,8 @@ class WanVAE(nn.Module):
     def decode_chunk(self, z: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """Decode normalised latents z [B, T, 16, h, w] that follow `state` (Wan decode, streamed).
 
-        De-normalises as z / (1/std) + mean, applies conv2, then decodes one latent at a time.
+        De-normalises as z / (1/std) + mean, applies conv2, then decodes the latents in one call
+        (a fresh state's first latent alone).
         Returns float32 frames [B, T', 3, 8h, 8w] clamped to [-1, 1] (T' = 4T - 3 on a fresh
         state, 4T after) and the state after the last latent.
         """
@@ -257,9 +259,13 @@ class WanVAE(nn.Module):
         n_frames = stride * t - (stride - 1) * state.is_fresh
         out = z.new_empty(b, n_frames, 3, h * scale, w * scale, dtype=torch.float32)
         frames, seen, done = state.frames, state.first_chunk_seen, 0
-        for i in range(t):
-            x = self.conv2(z[:, :, i : i + 1])  # [B, 16, 1, h, w]
-            x, frames, seen = self.decoder(x, frames, seen)  # [B, 3, 1 or 4, H, W]
+        # A fresh state's first latent goes alone (no time upsampling: 1 frame); the rest in one
+        # call, which equals the reference's latent-by-latent loop (causal convs with a 2-frame
+        # cache; the first time conv after the lone latent pads with zeros either way).
+        chunks = [z[:, :, :1], z[:, :, 1:]] if state.is_fresh and t > 1 else [z]
+        for chunk in chunks:
+            x = self.conv2(chunk)  # [B, 16, T, h, w]
+            x, frames, seen = self.decoder(x, frames, seen)  # [B, 3, 1 or 4T, H, W]
             out[:, done : done + x.shape[2]] = x.transpose(1, 2)
             done += x.shape[2]
         assert done == n_frames, (done, n_frames)
