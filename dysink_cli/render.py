@@ -181,6 +181,11 @@ class RenderSession:
         vae_cfg = self.models.vae.cfg
         latent_hw = (cfg.output.height // vae_cfg.spatial_stride, cfg.output.width // vae_cfg.spatial_stride)
         self.decoder = Decoder(self.models.vae, self.models.vae.decoder_state())
+        # the streamed decode waits for nothing the next block needs, unless its frames are the
+        # descriptor's (shared): then it runs in line
+        shared = cfg.engine.policy == "dysink" and cfg.dysink.descriptors == "shared"
+        overlap = self.device.type == "cuda" and cfg.model.overlap_decode and not shared
+        self.decode_stream = torch.cuda.Stream(self.device) if overlap else None
         spec = LoopSpec.from_config(cfg)
         describe = (
             make_describer(self.models, self.decoder, cfg.dysink.descriptors, self.timer)
@@ -280,6 +285,8 @@ class RenderSession:
 
     def save(self, frames: FrameHandoff) -> None:
         """Checkpoint the state after the last finished block (frames of the part being written)."""
+        if self.decode_stream is not None:
+            torch.cuda.current_stream().wait_stream(self.decode_stream)  # the decoder state is done
         frames.flush()
         self.parts[-1]["frames"] = frames.sink.frames_written
         gen_tensors, gen_meta = generator_state(self.gen)
@@ -358,11 +365,20 @@ class RenderSession:
             with self.timer.stage("switch"):
                 self.gen.switch_prompt(self.text_kv[self.job.segments[self.segment].prompt])
         out = self.gen.next_block()
+        self.last_record = out.record
+        if self.decode_stream is None or frames.frames_queued == 0:  # first frames: in line (TTFF)
+            self._decode(out.latents, frames)
+            return
+        self.decode_stream.wait_stream(torch.cuda.current_stream())  # the block's latents
+        out.latents.record_stream(self.decode_stream)
+        with torch.cuda.stream(self.decode_stream):  # runs beside the next block's denoising
+            self._decode(out.latents, frames)
+
+    def _decode(self, latents: Tensor, frames: FrameHandoff) -> None:
         with self.timer.stage("decode"):
-            decoded = self.decoder.stream(out.latents)
+            decoded = self.decoder.stream(latents)
         with self.timer.stage("write"):
             frames.put(decoded[0])
-        self.last_record = out.record
 
     def _finish(self, frames_written: int) -> RenderStats:
         job = self.job

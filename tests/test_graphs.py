@@ -70,3 +70,47 @@ def test_compiled_vae_decode_matches_eager() -> None:
     compiled = vae.decode(z)
     err = (compiled - eager).norm() / eager.norm()
     assert compiled.shape == eager.shape and err < 2e-2, f"relative error {err:.3g}"
+
+
+class KeepFrames:
+    """A sink that keeps every frame (the GPU box has no ffmpeg)."""
+
+    kept: list[torch.Tensor] = []
+
+    def __init__(self, path, width: int, height: int, fps: int, **_) -> None:
+        self.frames_written = 0
+
+    def __enter__(self) -> KeepFrames:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def write(self, frames) -> None:
+        KeepFrames.kept.append(torch.as_tensor(frames).clone())
+        self.frames_written += frames.shape[0]
+
+
+@pytest.mark.parametrize("policy", ["static-sink", "dysink"])
+def test_overlapped_decode_gives_the_same_frames(tmp_path, policy: str) -> None:
+    from dysink_cli.config import resolve_config
+    from dysink_cli.job import RenderJob, Segment
+    from dysink_cli.render import render
+
+    videos = []
+    for overlap in ("true", "false"):
+        sink = 3 if policy == "static-sink" else 0
+        sets = [f'engine.policy="{policy}"', f"engine.sink_frames={sink}", f"model.overlap_decode={overlap}"]
+        job = RenderJob(
+            segments=(Segment(0.0, "a fox"),),
+            seconds=4.0,
+            output=tmp_path / f"{overlap}.mp4",
+            config=resolve_config("tiny", sets),
+            seed=3,
+            device="cuda",
+            overwrite=True,
+        )
+        KeepFrames.kept = []
+        render(job, lambda e: None, sink_factory=KeepFrames)
+        videos.append(torch.cat(KeepFrames.kept))
+    assert videos[0].shape[0] > 60 and torch.equal(videos[0], videos[1])
