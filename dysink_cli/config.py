@@ -35,7 +35,7 @@ class ModelSection:
     attention: str = "auto"  # "auto" | "sdpa" | "cudnn" | "flash"
     compile: bool = True  # CUDA: fuse the DiT block's elementwise chains with torch.compile
     cuda_graphs: bool = True  # CUDA: replay the block loop's repeated DiT calls from CUDA graphs
-    overlap_decode: bool = True  # CUDA: decode block n on a side stream while block n+1 denoises
+    overlap_decode: bool = False  # CUDA: decode block n on a side stream beside block n+1 (no gain measured)
     pe_core: str = "PE-Core-S16-384"
 
 
