@@ -84,6 +84,7 @@ def kernel_split(fn) -> dict[str, float]:
         top.append((us / 1000, evt.count, name[:90]))
     for ms, count, name in sorted(top, reverse=True)[:18]:
         print(f"    {ms:7.2f} ms  x{count:<4d} {name}")
+    print("  by category (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(split.items())))
     return dict(split)
 
 
@@ -124,8 +125,7 @@ def main() -> None:
                 f"{gpu_ms(per_latent):.1f} ms latent by latent",
                 flush=True,
             )
-            split = kernel_split(decode)
-            print("  by category (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(split.items())))
+            kernel_split(decode)
     variants = ["eager", "compiled"] if args.compile else ["eager"]
     for variant, keys in ((v, int(k)) for v in variants for k in args.keys.split(",")):
         if variant == "compiled":
@@ -148,7 +148,6 @@ def main() -> None:
                 flush=True,
             )
             split = kernel_split(forward)
-            print("  by category (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(split.items())))
             print(f"  kernel sum {sum(split.values()):.1f} ms vs wall {eager:.1f} ms (gaps = launch/sync)")
             if args.graphs:
                 stream = torch.cuda.Stream()
