@@ -334,13 +334,18 @@ class RenderSession:
                 ) as sink,
                 FrameHandoff(sink) as frames,
             ):
-                for b in range(self.gen.block, plan.blocks):
+                first_block = self.gen.block
+                for b in range(first_block, plan.blocks):
                     self._block(b, switch_at, frames)
                     written = done_before + frames.frames_queued
                     stats = block_stats(
                         self.last_record, self.timer.pop(), self.probe, written, self.started, plan.fps
                     )
                     stats["since_loaded_s"] = round(time.perf_counter() - self.loop_started, 4)
+                    if b == first_block:  # time to first frame: until it reached the encoder
+                        frames.flush()
+                        assert frames.first_written_at is not None
+                        stats["first_frame_s"] = round(frames.first_written_at - self.loop_started, 4)
                     if self.bank is not None:
                         stats["bank_tiers"] = self.bank.stats()
                     if log:
@@ -364,19 +369,20 @@ class RenderSession:
             self.segment = switch_at[b].segment
             with self.timer.stage("switch"):
                 self.gen.switch_prompt(self.text_kv[self.job.segments[self.segment].prompt])
-        out = self.gen.next_block()
+        out = self.gen.next_block(defer_memory=True)  # frames first, then DySink's store
         self.last_record = out.record
         if self.decode_stream is None or frames.frames_queued == 0:  # first frames: in line (TTFF)
             self._decode(out.latents, frames)
-            return
-        self.decode_stream.wait_stream(torch.cuda.current_stream())  # the block's latents
-        out.latents.record_stream(self.decode_stream)
-        with torch.cuda.stream(self.decode_stream):  # runs beside the next block's denoising
-            self._decode(out.latents, frames)
+        else:
+            self.decode_stream.wait_stream(torch.cuda.current_stream())  # the block's latents
+            out.latents.record_stream(self.decode_stream)
+            with torch.cuda.stream(self.decode_stream):  # runs beside the next block's denoising
+                self._decode(out.latents, frames)
+        self.gen.finish_block()
 
     def _decode(self, latents: Tensor, frames: FrameHandoff) -> None:
         with self.timer.stage("decode"):
-            decoded = self.decoder.stream(latents)
+            decoded = self.decoder.frames_of(latents)
         with self.timer.stage("write"):
             frames.put(decoded[0])
 

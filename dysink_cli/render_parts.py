@@ -19,18 +19,19 @@ from dysink_cli.stats import MemoryProbe, StageTimer
 
 @dataclass
 class Decoder:
-    """Owns the streaming VAE decoder state; `shared` descriptors reuse the streamed frames."""
+    """Owns the streaming VAE decoder state. Each block's latents are decoded once: the writer and
+    the shared-descriptor path both ask `frames_of(latents)`, whichever comes first decodes."""
 
     vae: Any
     state: Any
-    pending: Tensor | None = None
+    last: tuple[Tensor, Tensor] | None = None  # (latents, their frames) of the last decode
 
-    def stream(self, latents: Tensor) -> Tensor:
-        """Frames of the next block, decoded with the persistent state (equal to a whole decode)."""
-        if self.pending is not None:
-            frames, self.pending = self.pending, None
-            return frames
+    def frames_of(self, latents: Tensor) -> Tensor:
+        """Frames of the block `latents`, decoded with the persistent state (equal to a whole decode)."""
+        if self.last is not None and self.last[0] is latents:
+            return self.last[1]
         frames, self.state = self.vae.decode_chunk(latents, self.state)
+        self.last = (latents, frames)
         return frames
 
 
@@ -44,8 +45,7 @@ def make_describer(
     def describe(latents: Tensor) -> Tensor:
         with timer.stage("describe"):
             if mode == "shared":
-                decoder.pending = decoder.stream(latents)
-                frames = decoder.pending
+                frames = decoder.frames_of(latents)
             else:
                 frames = models.vae.decode(latents)
             return describe_frames(frames_for_descriptor(frames)[0], models.pe)

@@ -58,3 +58,14 @@ def test_a_sink_error_reaches_the_block_loop():
     handoff.put(block(2))  # later frames are dropped, not written after the failure
     handoff.close()
     assert len(sink.blocks) == 1
+
+
+def test_first_write_time_is_recorded():
+    sink = RecordingSink()
+    with FrameHandoff(sink) as handoff:
+        assert handoff.first_written_at is None
+        handoff.put(block(0))
+        handoff.flush()
+        first = handoff.first_written_at
+        handoff.put(block(1))
+    assert first is not None and handoff.first_written_at == first

@@ -44,7 +44,9 @@ class BlockDone:
 
     `stats` is the per-block JSON record written by --log-json: keys `block`, `start_frame`,
     `time_s`, `frames_written`, `bank_size`, `retrieved_frames`, `gate_closures`, `gpu_mem_gb`,
-    `rss_gb`, `fps`, `ms` (dict of per-stage milliseconds), plus policy-specific extras.
+    `rss_gb`, `fps`, `ms` (dict of per-stage milliseconds), `since_loaded_s`, on a run's first
+    block `first_frame_s` (block loop start to its first frames reaching the encoder), plus
+    policy-specific extras.
     """
 
     block: int

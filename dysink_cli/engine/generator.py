@@ -78,6 +78,7 @@ class BlockGenerator:
         self.text_kv: list[tuple[Tensor, Tensor]] | None = None
         self.timer = timer or NullTimer()
         self._rope_cache: tuple[tuple[int, int], Rope] | None = None
+        self._unstored: BlockOutput | None = None  # a deferred DySink store (finish_block)
         half = dtype in (torch.float16, torch.bfloat16)
         use_graphs = graphs and self.device.type == "cuda" and half
         self.graphs = GraphedDiT(dit, backend, spec.top_k if spec.uses_memory else 0) if use_graphs else None
@@ -151,8 +152,13 @@ class BlockGenerator:
         return flow.permute(0, 2, 1, 3, 4), ctx
 
     @torch.no_grad()
-    def next_block(self) -> BlockOutput:
-        """Generate the next block (numbered steps as in the module docstring)."""
+    def next_block(self, defer_memory: bool = False) -> BlockOutput:
+        """Generate the next block (numbered steps as in the module docstring).
+
+        defer_memory: leave DySink's store of this block (descriptor, dedup, bank) to
+        finish_block(), so the caller can hand the block's frames on first (time to first frame).
+        """
+        self.finish_block()
         s, b = self.spec, self.block
         f0 = b * s.frames_per_block
         shape = (self.batch, s.frames_per_block, self.dit.cfg.in_dim, *self.latent_hw)
@@ -198,19 +204,32 @@ class BlockGenerator:
             record["rolling_sink"] = (
                 None if done is None else {"source_frames": done[0], "rope_first": done[1]}
             )
-        if self.memory is not None:
-            with self.timer.stage("remember"):
-                record["dedup"] = self.memory.remember(
-                    f0, x0, self.cache, s.frames_per_block * self.tokens_per_frame
-                )
-            record["bank_size_after_block"] = len(self.memory.bank)
+        out = BlockOutput(b, f0, x0, x0_steps, record)
+        self._unstored = out if self.memory is not None else None
+        if not defer_memory:
+            self.finish_block()
         self.recent.append(x0)
         self.block += 1
-        return BlockOutput(b, f0, x0, x0_steps, record)
+        return out
+
+    @torch.no_grad()
+    def finish_block(self) -> None:
+        """DySink: describe the last block, dedup it against the bank and store it (no-op when done).
+
+        Reads the block's K/V from the cache, so it runs before the next call into the model.
+        """
+        out, self._unstored = self._unstored, None
+        if out is None or self.memory is None:
+            return
+        with self.timer.stage("remember"):
+            tokens = self.spec.frames_per_block * self.tokens_per_frame
+            out.record["dedup"] = self.memory.remember(out.start_frame, out.latents, self.cache, tokens)
+        out.record["bank_size_after_block"] = len(self.memory.bank)
 
     @torch.no_grad()
     def switch_prompt(self, text_kv: list[tuple[Tensor, Tensor]]) -> dict[str, Any]:
         """New prompt from the next block on: re-cache bank entries and the recent window (spec s7)."""
+        self.finish_block()
         s = self.spec
         self.text_kv = text_kv
         record: dict[str, Any] = {"at_frame": self.block * s.frames_per_block}
@@ -292,6 +311,7 @@ def generator_state(gen: BlockGenerator) -> tuple[dict[str, Tensor], dict[str, A
 
     The memory bank's payloads stay in its work folder (bank.checkpoint() flushes them).
     """
+    assert gen._unstored is None, "finish_block() before reading the generator's state"
     cache = gen.cache
     end = cache.local_end
     tensors = {"cache.k": cache.k[:, :, :end], "cache.v": cache.v[:, :, :end]}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ class FrameHandoff:
     def __init__(self, sink: Any, depth: int = 2) -> None:
         self.sink = sink
         self.frames_queued = 0
+        self.first_written_at: float | None = None  # perf_counter() when frames first reached the sink
         self._queue: queue.Queue[tuple[Tensor, torch.cuda.Event | None] | None] = queue.Queue(depth)
         self._error: BaseException | None = None  # raised once in the loop's thread
         self._failed = False  # after a sink error nothing more is written
@@ -76,6 +78,8 @@ class FrameHandoff:
                     if ready is not None:
                         ready.synchronize()
                     self.sink.write(host)
+                    if self.first_written_at is None:
+                        self.first_written_at = time.perf_counter()
             except BaseException as err:  # handed to the block loop at its next put/flush/close
                 self._error, self._failed = err, True
             finally:
