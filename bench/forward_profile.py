@@ -126,6 +126,11 @@ def main() -> None:
                 flush=True,
             )
             kernel_split(decode)
+            models.vae.use_channels_last()
+            state = models.vae.decode_chunk(z, models.vae.decoder_state())[1]
+            decode(), decode()
+            print(f"VAE decode, channels-last activations: {gpu_ms(decode):.1f} ms", flush=True)
+            kernel_split(decode)
     variants = ["eager", "compiled"] if args.compile else ["eager"]
     for variant, keys in ((v, int(k)) for v in variants for k in args.keys.split(",")):
         if variant == "compiled":

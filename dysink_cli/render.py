@@ -174,9 +174,11 @@ class RenderSession:
         embeds = embeds or encode_prompts(cfg, cfg.model.weights, prompts, self.device, self.dtype)
         self.models = models or load_models(cfg, cfg.model.weights, self.device, self.dtype)
         dit = self.models.dit
-        if self.device.type == "cuda" and cfg.model.compile:
-            dit.use_compiled_ops()
-            self.models.vae.use_compiled_ops()
+        if self.device.type == "cuda":
+            self.models.vae.use_channels_last()  # -23 % decode time (bench/RESULTS.md, step 13)
+            if cfg.model.compile:
+                dit.use_compiled_ops()
+                self.models.vae.use_compiled_ops()
         self.text_kv = {p: dit.encode_text(e.to(self.device)) for p, e in embeds.items()}
         vae_cfg = self.models.vae.cfg
         latent_hw = (cfg.output.height // vae_cfg.spatial_stride, cfg.output.width // vae_cfg.spatial_stride)

@@ -114,3 +114,17 @@ def test_overlapped_decode_gives_the_same_frames(tmp_path, policy: str) -> None:
         render(job, lambda e: None, sink_factory=KeepFrames)
         videos.append(torch.cat(KeepFrames.kept))
     assert videos[0].shape[0] > 60 and torch.equal(videos[0], videos[1])
+
+
+def test_channels_last_vae_decode_matches() -> None:
+    vae = init_untrained(WanVAE(TINY_VAE).cuda(), 2).to(torch.bfloat16).eval()
+    z = torch.randn(1, 6, TINY_VAE.z_dim, 8, 8, generator=torch.Generator().manual_seed(4)).cuda()
+    first, state = vae.decode_chunk(z[:, :3], vae.decoder_state())
+    want = torch.cat([first, vae.decode_chunk(z[:, 3:], state)[0]], dim=1)
+    vae.use_channels_last()
+    first, state = vae.decode_chunk(z[:, :3], vae.decoder_state())
+    slot = state.frames["middle.0.residual.2"]
+    assert slot is not None and slot.is_contiguous(memory_format=torch.channels_last_3d)
+    got = torch.cat([first, vae.decode_chunk(z[:, 3:], state)[0]], dim=1)
+    err = (got - want).norm() / want.norm()
+    assert err < 2e-2, f"relative error {err:.3g}"

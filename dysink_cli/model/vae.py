@@ -53,8 +53,9 @@ class DecoderState:
 
     def to_tensors(self) -> dict[str, Tensor]:
         """Flat tensors for a checkpoint: `frames.<slot>` (a 0-element tensor for None) and
-        `first_chunk_seen.<slot>` (a bool scalar). Tensors are shared, not copied."""
-        out = {f"frames.{k}": torch.empty(0) if v is None else v for k, v in self.frames.items()}
+        `first_chunk_seen.<slot>` (a bool scalar). Tensors are shared, not copied (channels-last
+        slots excepted: safetensors wants contiguous ones)."""
+        out = {f"frames.{k}": torch.empty(0) if v is None else v.contiguous() for k, v in self.frames.items()}
         for k, seen in self.first_chunk_seen.items():
             out[f"first_chunk_seen.{k}"] = torch.tensor(seen)
         return out
@@ -220,6 +221,7 @@ class WanVAE(nn.Module):
         )
         self.conv1 = CausalConv3d(cfg.z_dim * 2, cfg.z_dim * 2, 1)
         self.conv2 = CausalConv3d(cfg.z_dim, cfg.z_dim, 1)
+        self.channels_last = False  # use_channels_last()
         self.decoder = Decoder3d(
             cfg.dim, cfg.z_dim, cfg.dim_mult, cfg.num_res_blocks, cfg.temperal_downsample[::-1]
         )
@@ -233,6 +235,16 @@ class WanVAE(nn.Module):
                 module.fn = norm
             elif isinstance(module, ResidualBlock):
                 module.norm_silu = norm_silu
+
+    def use_channels_last(self) -> None:
+        """Run the decoder on channels-last activations and weights (CUDA: cuDNN's convolutions
+        take that layout natively, so no layout conversion around each of them); same math."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv3d):
+                module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last_3d)
+            elif isinstance(module, nn.Conv2d):
+                module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+        self.channels_last = True
 
     def decoder_state(self) -> DecoderState:
         """A fresh decoder state: every slot empty, no first chunk seen."""
@@ -259,11 +271,16 @@ class WanVAE(nn.Module):
         n_frames = stride * t - (stride - 1) * state.is_fresh
         out = z.new_empty(b, n_frames, 3, h * scale, w * scale, dtype=torch.float32)
         frames, seen, done = state.frames, state.first_chunk_seen, 0
+        if self.channels_last:  # slots restored from a checkpoint come back contiguous
+            cl = torch.channels_last_3d
+            frames = {k: None if v is None else v.contiguous(memory_format=cl) for k, v in frames.items()}
         # A fresh state's first latent goes alone (no time upsampling: 1 frame); the rest in one
         # call, which equals the reference's latent-by-latent loop (causal convs with a 2-frame
         # cache; the first time conv after the lone latent pads with zeros either way).
         chunks = [z[:, :, :1], z[:, :, 1:]] if state.is_fresh and t > 1 else [z]
         for chunk in chunks:
+            if self.channels_last:
+                chunk = chunk.contiguous(memory_format=torch.channels_last_3d)
             x = self.conv2(chunk)  # [B, 16, T, h, w]
             x, frames, seen = self.decoder(x, frames, seen)  # [B, 3, 1 or 4T, H, W]
             out[:, done : done + x.shape[2]] = x.transpose(1, 2)

@@ -39,13 +39,21 @@ class CausalConv3d(nn.Conv3d):
         missing = self.front_frames - (0 if cache is None else cache.shape[2])
         if missing > 0:
             b, c, _, h, w = x.shape
-            front.insert(0, x.new_zeros(b, c, missing, h, w))  # [B, C, missing, H, W]
+            zeros = x.new_zeros(b, c, missing, h, w).contiguous(memory_format=memory_format(x))
+            front.insert(0, zeros)  # [B, C, missing, H, W]
         return super().forward(torch.cat([*front, x], dim=2))
 
 
+def memory_format(x: Tensor) -> torch.memory_format:
+    """channels_last_3d for a video in that layout (WanVAE.use_channels_last), else contiguous."""
+    if x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
 def _copy(frames: Tensor) -> Tensor:
-    """A contiguous copy (slots are saved with safetensors, which wants contiguous tensors)."""
-    return frames.clone(memory_format=torch.contiguous_format)
+    """A dense copy in the video's layout, so the slot does not pin all of x."""
+    return frames.clone(memory_format=memory_format(frames))
 
 
 def next_slot(x: Tensor, prev: Slot) -> Tensor:
@@ -205,8 +213,9 @@ class Resample(nn.Module):
         y = self.time_conv(x, prev)  # [B, 2C, T, H, W]
         b, c2, t, h, w = y.shape
         # channel half j of time step tau becomes frame 2*tau + j
+        layout = memory_format(y)
         y = y.reshape(b, 2, c2 // 2, t, h, w).permute(0, 2, 3, 1, 4, 5)  # [B, C, T, 2, H, W]
-        y = y.reshape(b, c2 // 2, 2 * t, h, w)
+        y = y.reshape(b, c2 // 2, 2 * t, h, w).contiguous(memory_format=layout)
         return self(y), slot, True
 
     def downsample3d(self, x: Tensor, prev: Slot) -> tuple[Tensor, Tensor]:
