@@ -154,8 +154,14 @@ class OutputSection:
     crf: int = 18
     container: str = "mkv-or-fmp4"
     checkpoint_every_blocks: int = 20
+    checkpoint_overhead: float = 0.05  # periodic checkpoints take at most this share of the time
 
     def __post_init__(self) -> None:
+        if not 0 <= self.checkpoint_overhead < 1:
+            raise ConfigError(
+                f"output.checkpoint_overhead {self.checkpoint_overhead} is not in [0, 1)",
+                "use 0.05 (5 % of the render time), or 0 to checkpoint every checkpoint_every_blocks",
+            )
         if self.width % 16 or self.height % 16 or self.width <= 0 or self.height <= 0:
             raise ConfigError(
                 f"output size {self.width}x{self.height} is not a positive multiple of 16",

@@ -33,6 +33,7 @@ from dysink_cli.models import Models, encode_prompts, load_models
 from dysink_cli.render_parts import Decoder, InterruptFlag, block_stats, make_describer
 from dysink_cli.resume import (
     Checkpoint,
+    checkpoint_due,
     join_parts,
     load_checkpoint,
     open_work_dir,
@@ -131,6 +132,7 @@ class RenderSession:
         self.plan = plan_frames(job.seconds, self.cfg.output.fps, self.cfg.engine.frames_per_block)
         self.switches = Timeline(segments=job.segments, source=str(job.output)).switch_blocks(self.plan)
         self.checkpoint = self._find_checkpoint()
+        self.last_save: tuple[float, float] | None = None  # (seconds it took, perf_counter at its end)
         self.work = open_work_dir(job.output)
         self.timer, self.probe = StageTimer(self.device), MemoryProbe(self.device)
 
@@ -301,8 +303,18 @@ class RenderSession:
             "parts": self.parts,
             "generator": gen_meta,
         }
+        start = time.perf_counter()
         with self.timer.stage("checkpoint"):
             save_checkpoint(self.work, meta, tensors)
+        self.last_save = (time.perf_counter() - start, time.perf_counter())  # (cost, end)
+
+    def _checkpoint_due(self) -> bool:
+        """Periodic checkpoints spaced to cost at most output.checkpoint_overhead of the time (a
+        full-size DySink checkpoint writes ~5 GB: seconds)."""
+        if self.last_save is None:
+            return True
+        cost, ended = self.last_save
+        return checkpoint_due(time.perf_counter() - ended, cost, self.cfg.output.checkpoint_overhead)
 
     def run(self) -> RenderStats:
         plan, cfg, job = self.plan, self.cfg, self.job
@@ -355,7 +367,7 @@ class RenderSession:
                         log.flush()
                     self.emit(BlockDone(b, plan.blocks, written, written / plan.fps, stats))
                     last = b + 1 == plan.blocks
-                    periodic = (b + 1) % cfg.output.checkpoint_every_blocks == 0
+                    periodic = (b + 1) % cfg.output.checkpoint_every_blocks == 0 and self._checkpoint_due()
                     # after a switch every bank entry was re-cached: checkpoint so old files can go
                     if not last and (interrupt.raised or periodic or b in switch_at):
                         self.save(frames)

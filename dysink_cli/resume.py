@@ -50,6 +50,14 @@ class Checkpoint:
     tensors: dict[str, Tensor]
 
 
+def checkpoint_due(since_last_s: float, last_cost_s: float | None, overhead: float) -> bool:
+    """A periodic checkpoint may run when it keeps checkpointing within `overhead` of the time:
+    at least last_cost / overhead seconds of rendering since the last one ended (0: always)."""
+    if overhead <= 0 or last_cost_s is None:
+        return True
+    return since_last_s >= last_cost_s / overhead
+
+
 def save_checkpoint(work: Path, meta: dict[str, Any], tensors: dict[str, Tensor]) -> None:
     """Write tensors to a new file, then point checkpoint.json at it (atomic replace), then tidy."""
     name = f"checkpoint-{meta['block']:07d}.safetensors"

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from dysink_cli.io.ffmpeg import probe_video, read_frames
+from dysink_cli.resume import checkpoint_due
 from dysink_cli.workdir import resumable, work_dir_for
 
 ARGS = [
@@ -29,6 +30,8 @@ ARGS = [
     "cpu",
     "--set",
     "output.checkpoint_every_blocks=1",
+    "--set",
+    "output.checkpoint_overhead=0",
 ]
 
 
@@ -146,3 +149,18 @@ def test_corrupt_checkpoint_is_one_line_and_keeps_the_video(tmp_path):
     meta.write_text("{not json")
     garbled = dysink("resume", str(out), "--device", "cpu")
     assert garbled.wait(timeout=120) == 1 and "unreadable" in garbled.stderr.read()
+
+
+def test_checkpoints_are_spaced_to_their_overhead_share():
+    assert checkpoint_due(0.0, None, 0.05)  # no checkpoint yet
+    assert checkpoint_due(0.0, 8.0, 0.0)  # 0: every checkpoint_every_blocks blocks
+    assert not checkpoint_due(159.0, 8.0, 0.05)  # an 8 s checkpoint waits 160 s of rendering
+    assert checkpoint_due(160.0, 8.0, 0.05)
+
+
+def test_checkpoint_overhead_out_of_range_is_refused():
+    from dysink_cli.config import resolve_config
+    from dysink_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="checkpoint_overhead"):
+        resolve_config("tiny", ["output.checkpoint_overhead=1.5"])
