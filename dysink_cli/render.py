@@ -368,6 +368,7 @@ class RenderSession:
                     self.emit(BlockDone(b, plan.blocks, written, written / plan.fps, stats))
                     last = b + 1 == plan.blocks
                     periodic = (b + 1) % cfg.output.checkpoint_every_blocks == 0 and self._checkpoint_due()
+                    periodic |= self.bank is not None and self.bank.needs_checkpoint
                     # after a switch every bank entry was re-cached: checkpoint so old files can go
                     if not last and (interrupt.raised or periodic or b in switch_at):
                         self.save(frames)

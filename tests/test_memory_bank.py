@@ -367,6 +367,25 @@ def test_files_stay_within_disk_gb_across_checkpoints(tmp_path: Path) -> None:
     bank.close()
 
 
+def test_the_bank_asks_for_a_checkpoint_when_its_headroom_is_used(tmp_path: Path) -> None:
+    """Checkpoints spaced by time (output.checkpoint_overhead) may come later than every
+    checkpoint_blocks blocks: the bank says when the kept files fill their headroom."""
+    size, interval = entry_bytes(), 3
+    cap = 8 * size
+    bank = MemoryBank(work_dir=tmp_path, ram_gb=0, disk_gb=cap / 1e9, checkpoint_blocks=interval)
+    peak, checkpoints = 0, 0
+    for i in range(40):
+        bank.add(make_entry(i))
+        bank.flush()
+        if i == 5 or bank.needs_checkpoint:  # one checkpoint, then only when the bank asks
+            bank.checkpoint()
+            checkpoints += 1
+        assert not bank.needs_checkpoint
+        peak = max(peak, len(files(tmp_path)))
+    assert peak * size <= cap and checkpoints >= 8
+    bank.close()
+
+
 def test_disk_gb_too_small_for_the_checkpoint_interval(tmp_path: Path) -> None:
     bank = MemoryBank(work_dir=tmp_path, disk_gb=2 * entry_bytes() / 1e9, checkpoint_blocks=5)
     with pytest.raises(ConfigError, match="checkpoint"):

@@ -160,6 +160,12 @@ class MemoryBank:
         self._spill_over_budget()
 
     @property
+    def needs_checkpoint(self) -> bool:
+        """The headroom for files kept for the last checkpoint is used up: checkpoint now (the
+        render spaces its checkpoints by time, and evictions may come faster than that)."""
+        return bool(self.checkpoint_blocks) and len(self._deferred) >= self.checkpoint_blocks
+
+    @property
     def live_budget(self) -> float:
         """disk_gb minus the headroom for files kept until the next checkpoint."""
         return self.disk_budget - self.checkpoint_blocks * self._largest_entry
