@@ -248,13 +248,6 @@ class NullSink:
     def open(self) -> NullSink:
         return self
 
-    def _join_drain(self) -> None:
-        assert self._proc is not None
-        if self._drain is not None:
-            self._drain.join(timeout=5)
-        if self._proc.stderr is not None and not (self._drain and self._drain.is_alive()):
-            self._proc.stderr.close()
-
     def write(self, frames: Any) -> None:
         data = as_frames(frames, self.width, self.height).tobytes()
         self.frames_written += len(data) // (self.width * self.height * 3)
