@@ -236,8 +236,10 @@ class RenderSession:
         if self.gen.memory is not None and self.models.pe is not None:
             describe_frames(frames_for_descriptor(frames)[0], self.models.pe)  # PE-Core's kernels
             shape = scratch.k[:, :, : fpb * self.gen.tokens_per_frame].shape
-            for _ in range(2):  # K and V of the first bank entry reuse these (host allocator cache)
-                torch.empty(shape, dtype=scratch.k.dtype, pin_memory=True)
+            # K and V of the first bank entry reuse these two blocks (host allocator cache); both
+            # are held at once, else the second allocation would only reuse the first
+            pinned = [torch.empty(shape, dtype=scratch.k.dtype, pin_memory=True) for _ in range(2)]
+            del pinned
             self._warm_up_merge(shape[1:])
         torch.cuda.synchronize()
         self.emit(Note(f"warmed up (kernel compile and cuDNN tuning) in {time.perf_counter() - start:.1f} s"))

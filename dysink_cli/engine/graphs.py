@@ -59,7 +59,6 @@ class GraphedDiT:
         self.graphs: OrderedDict[tuple, _Captured] = OrderedDict()
         self.first_seen: dict[tuple, int] = {}  # key -> block it was first seen in
         self.block = 0
-        self.captures = 0
         self.replays = 0
         self._text: list[tuple[Tensor, Tensor]] | None = None
         self._text_source: Any = None
@@ -153,7 +152,6 @@ class GraphedDiT:
             keeps = torch.stack(cap.gate_keeps) if cap.gate_keeps else None
         torch.cuda.current_stream().wait_stream(self.stream)
         self.graphs[key] = _Captured(graph, static_x, static_t, static_rope, out, ratios, keeps, rope)
-        self.captures += 1
 
     def _replay(
         self, g: _Captured, x: Tensor, t: Tensor, text_kv: list, rope: Rope, ctx: AttnContext
