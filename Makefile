@@ -1,13 +1,16 @@
 # dysink developer targets. PYTHON defaults to the repo's .venv when there is one.
 PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 
-.PHONY: install test test-gpu lint demo sz
+.PHONY: install test test-all test-gpu lint demo sz
 
 install:  ## torch first (pinned CPU/CUDA wheel), then the project with dev tools
 	$(PYTHON) -m pip install torch==2.13.0
 	$(PYTHON) -m pip install -e '.[dev]'
 
-test:  ## CPU tests (the README's command)
+test:  ## the fast loop (about a minute on 2 cores): everything but the slow end-to-end renders
+	$(PYTHON) -m pytest -q -m "not slow and not gpu"
+
+test-all:  ## the full CPU suite (the README's command, what CI runs)
 	$(PYTHON) -m pytest -q
 
 test-gpu:  ## tests that need CUDA (run through the device tool)

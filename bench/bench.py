@@ -24,15 +24,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dysink_cli.config import resolve_config  # noqa: E402
-from dysink_cli.engine.events import BlockDone  # noqa: E402
 from dysink_cli.io.ffmpeg import NullSink  # noqa: E402
-from dysink_cli.job import RenderJob, Segment  # noqa: E402
 from dysink_cli.model.config import PE_CORE_S16_384, WAN_1_3B, WAN_VAE  # noqa: E402
 from dysink_cli.model.dit import WanDiT  # noqa: E402
 from dysink_cli.model.pe_core import PECoreVision  # noqa: E402
 from dysink_cli.model.tiny import init_untrained  # noqa: E402
 from dysink_cli.model.vae import WanVAE  # noqa: E402
-from dysink_cli.models import Models  # noqa: E402
+from dysink_cli.render.events import BlockDone  # noqa: E402
+from dysink_cli.render.job import RenderJob  # noqa: E402
+from dysink_cli.render.networks import Networks  # noqa: E402
+from dysink_cli.timeline import Segment  # noqa: E402
 
 MATMUL_TFLOPS = 748.0  # measured bf16 matmul on the H100 (issue 6)
 ATTN_TFLOPS = 532.0  # measured cuDNN SDPA on a DySink layer
@@ -82,7 +83,7 @@ def attention_backends() -> dict[str, float]:
     return out
 
 
-def profile_blocks(models: Models, blocks: int = 2) -> None:
+def profile_blocks(models: Networks, blocks: int = 2) -> None:
     """Top CUDA kernels over `blocks` DySink blocks after a warm-up (torch.profiler)."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -117,11 +118,11 @@ def vae_memory_formats(vae: WanVAE) -> dict[str, float]:
     return out
 
 
-def bf16_vs_fp32(models: Models, blocks: int = 3) -> float:
+def bf16_vs_fp32(models: Networks, blocks: int = 3) -> float:
     """Relative L2 error of bf16 latents against an fp32 run of the same full-size random model."""
     from dysink_cli.engine.generator import BlockGenerator
+    from dysink_cli.engine.loop_spec import LoopSpec
     from dysink_cli.engine.noise import SeededNoise
-    from dysink_cli.engine.spec import LoopSpec
 
     spec = LoopSpec(policy="static-sink", window_frames=12, sink_frames=3, capacity_frames=12)
     emb = random_embeds("x", torch.device("cuda"))["x"].cuda()
@@ -138,7 +139,7 @@ def bf16_vs_fp32(models: Models, blocks: int = 3) -> float:
     return float((outs[1] - outs[0]).norm() / outs[0].norm())
 
 
-def build_models(device: torch.device, dtype: torch.dtype) -> Models:
+def build_models(device: torch.device, dtype: torch.dtype) -> Networks:
     start = time.perf_counter()
     with torch.device(device):
         dit = init_untrained(WanDiT(WAN_1_3B), 1).to(dtype).eval().requires_grad_(False)
@@ -146,7 +147,7 @@ def build_models(device: torch.device, dtype: torch.dtype) -> Models:
         pe = init_untrained(PECoreVision(PE_CORE_S16_384), 3).float().eval().requires_grad_(False)
     torch.cuda.synchronize()
     print(f"built random full-size models in {time.perf_counter() - start:.1f} s", flush=True)
-    return Models(dit=dit, vae=vae, pe=pe, description="random full-size")
+    return Networks(dit=dit, vae=vae, pe=pe, description="random full-size")
 
 
 def random_embeds(prompt: str, device: torch.device) -> dict[str, torch.Tensor]:
@@ -157,7 +158,7 @@ def random_embeds(prompt: str, device: torch.device) -> dict[str, torch.Tensor]:
 
 
 def run_preset(
-    preset: str, descriptors: str, blocks: int, warmup: int, models: Models, extra: list[str]
+    preset: str, descriptors: str, blocks: int, warmup: int, models: Networks, extra: list[str]
 ) -> dict:
     cfg = resolve_config(preset, [f'dysink.descriptors="{descriptors}"', *extra])
     seconds = (4 * 3 * blocks - 3) / cfg.output.fps
@@ -177,7 +178,7 @@ def run_preset(
     stats = render(
         job,
         lambda e: done.append(e.stats) if isinstance(e, BlockDone) else None,
-        models=models,
+        networks=models,
         embeds=random_embeds(prompt, torch.device("cuda")),
         sink_factory=NullSink,
     )
@@ -282,7 +283,7 @@ def main() -> None:
         )
 
 
-from dysink_cli.render import render  # noqa: E402
+from dysink_cli.render.session import render  # noqa: E402
 
 if __name__ == "__main__":
     main()

@@ -23,16 +23,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dysink_cli.config import resolve_config  # noqa: E402
-from dysink_cli.engine.events import BlockDone, Note  # noqa: E402
 from dysink_cli.io.ffmpeg import NullSink  # noqa: E402
-from dysink_cli.job import RenderJob, Segment  # noqa: E402
 from dysink_cli.model.config import PE_CORE_S16_384, UMT5_XXL, WAN_1_3B, WAN_VAE  # noqa: E402
 from dysink_cli.model.dit import WanDiT  # noqa: E402
 from dysink_cli.model.pe_core import PECoreVision  # noqa: E402
 from dysink_cli.model.t5 import UMT5Encoder  # noqa: E402
 from dysink_cli.model.tiny import init_untrained  # noqa: E402
 from dysink_cli.model.vae import WanVAE  # noqa: E402
-from dysink_cli.render import render  # noqa: E402
+from dysink_cli.render.events import BlockDone, Note  # noqa: E402
+from dysink_cli.render.job import RenderJob  # noqa: E402
+from dysink_cli.render.session import render  # noqa: E402
+from dysink_cli.timeline import Segment  # noqa: E402
 
 LORA_TARGETS = [f"{a}.{p}" for a in ("self_attn", "cross_attn") for p in "qkvo"] + ["ffn.0", "ffn.2"]
 

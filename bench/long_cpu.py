@@ -18,10 +18,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dysink_cli.config import resolve_config  # noqa: E402
-from dysink_cli.engine.events import BlockDone  # noqa: E402
-from dysink_cli.job import RenderJob, Segment  # noqa: E402
-from dysink_cli.render import render  # noqa: E402
-from dysink_cli.workdir import work_dir_for  # noqa: E402
+from dysink_cli.render.events import BlockDone  # noqa: E402
+from dysink_cli.render.job import RenderJob  # noqa: E402
+from dysink_cli.render.session import render  # noqa: E402
+from dysink_cli.render.workdir import work_dir_for  # noqa: E402
+from dysink_cli.timeline import Segment  # noqa: E402
 
 
 def disk_bytes(path: Path) -> int:

@@ -19,11 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench import build_models, random_embeds  # noqa: E402
 from dysink_cli.config import resolve_config  # noqa: E402
-from dysink_cli.engine.events import BlockDone  # noqa: E402
 from dysink_cli.io.ffmpeg import NullSink  # noqa: E402
-from dysink_cli.job import RenderJob, Segment  # noqa: E402
-from dysink_cli.render import render  # noqa: E402
-from dysink_cli.workdir import work_dir_for  # noqa: E402
+from dysink_cli.render.events import BlockDone  # noqa: E402
+from dysink_cli.render.job import RenderJob  # noqa: E402
+from dysink_cli.render.session import render  # noqa: E402
+from dysink_cli.render.workdir import work_dir_for  # noqa: E402
+from dysink_cli.timeline import Segment  # noqa: E402
 
 
 def main() -> None:
@@ -72,7 +73,7 @@ def main() -> None:
     stats = render(
         job,
         on_event,
-        models=models,
+        networks=models,
         embeds=random_embeds("benchmark", torch.device("cuda")),
         sink_factory=NullSink,
     )

@@ -54,3 +54,11 @@ class OutputError(DysinkError):
 
 class ResumeError(DysinkError):
     """A render's work folder cannot be resumed (missing or corrupt checkpoint)."""
+
+
+class Interrupted(DysinkError):
+    """A stop signal ended the render after a finished block (it checkpointed first)."""
+
+    def __init__(self, message: str, hint: str = "", signum: int = 2) -> None:
+        super().__init__(message, hint)
+        self.signum = signum

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from dysink_cli.errors import ConfigError, TimelineError
-from dysink_cli.job import Segment
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A prompt that starts at `at_s` seconds of video (the first starts at 0)."""
+
+    at_s: float
+    prompt: str
 
 if sys.version_info >= (3, 11):
     import tomllib

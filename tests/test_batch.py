@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import socket
 import sys
-import types
 from pathlib import Path
 
 import pytest
 import torch.multiprocessing as mp
 from typer.testing import CliRunner
 
-from dysink_cli.batch import (
+from dysink_cli.cli.app import app
+from dysink_cli.errors import ConfigError, FfmpegError
+from dysink_cli.render.batch import (
     DistInfo,
     EntryResult,
     default_output,
@@ -25,9 +26,8 @@ from dysink_cli.batch import (
     shard,
     slug,
 )
-from dysink_cli.cli.app import app
-from dysink_cli.errors import ConfigError, FfmpegError
-from dysink_cli.job import RenderJob, RenderStats, Segment
+from dysink_cli.render.job import RenderJob, RenderStats
+from dysink_cli.timeline import Segment
 
 runner = CliRunner()
 
@@ -136,9 +136,7 @@ class FakeRender:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeRender:
     fake = FakeRender(fail_prompt="broken")
-    module = types.ModuleType("dysink_cli.render")
-    module.render = fake  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "dysink_cli.render", module)
+    monkeypatch.setattr("dysink_cli.render.render", fake)
     monkeypatch.delenv("DYSINK_WEIGHTS", raising=False)
     for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from dysink_cli.cli import weights_cmd
 from dysink_cli.config import CheckpointsSection, resolve_config
 from dysink_cli.errors import CheckpointError
-from dysink_cli.io.checkpoints import read_checkpoint
+from dysink_cli.io.weight_files import read_checkpoint
 from dysink_cli.io.weights import (
     discover,
     load_generator,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,11 @@ from typer.testing import CliRunner
 from dysink_cli.cli.app import app
 from dysink_cli.cli.errors import ERROR_TABLE, lookup
 from dysink_cli.cli.progress import stats_line
-from dysink_cli.engine.events import BlockDone, Finished, Note, PromptSwitch, RenderStarted
 from dysink_cli.errors import CheckpointError, FfmpegError
 from dysink_cli.io.weights_dir import describe_weights_dir
-from dysink_cli.job import RenderJob, RenderStats, Segment
-from dysink_cli.timeline import Timeline, plan_frames
+from dysink_cli.render.events import BlockDone, Finished, Note, PromptSwitch, RenderStarted
+from dysink_cli.render.job import RenderJob, RenderStats
+from dysink_cli.timeline import Segment, Timeline, plan_frames
 
 runner = CliRunner()
 
@@ -66,9 +65,7 @@ class FakeRender:
 @pytest.fixture
 def fake_render(monkeypatch: pytest.MonkeyPatch) -> FakeRender:
     fake = FakeRender()
-    module = types.ModuleType("dysink_cli.render")
-    module.render = fake  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "dysink_cli.render", module)
+    monkeypatch.setattr("dysink_cli.render.render", fake)
     monkeypatch.delenv("DYSINK_WEIGHTS", raising=False)
     return fake
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dysink_cli.cli.app import to_toml
-from dysink_cli.cli.jobs import RenderOptions, build_config
+from dysink_cli.cli.options import RenderOptions, build_config
 from dysink_cli.config import RenderConfig, config_to_dict, list_presets, load_preset_data, resolve_config
 from dysink_cli.errors import CheckpointError, ConfigError, TimelineError
 from dysink_cli.timeline import Timeline

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dysink_cli.engine.retrieval import (
+from dysink_cli.engine.memory.retrieval import (
     dedup_max_similarity,
     effective_window,
     excluded_mask,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from engine_helpers import next_block
 
 from dysink_cli.engine.generator import BlockGenerator
+from dysink_cli.engine.loop_spec import LoopSpec
 from dysink_cli.engine.noise import SeededNoise
-from dysink_cli.engine.spec import LoopSpec
 from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.tiny import TINY_DIT, TINY_VAE, init_untrained
 from dysink_cli.model.vae import WanVAE
@@ -21,9 +22,6 @@ SPECS = {
 }
 
 
-def describe(latents: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.normalize(latents.float().mean(dim=(0, 1, 3, 4)), dim=0)
-
 
 def rollout(spec: LoopSpec, graphs: bool, compiled: bool, blocks: int = 10) -> tuple[list, BlockGenerator]:
     dit = init_untrained(WanDiT(TINY_DIT).cuda(), 0).to(torch.bfloat16).eval()
@@ -31,11 +29,11 @@ def rollout(spec: LoopSpec, graphs: bool, compiled: bool, blocks: int = 10) -> t
         dit.use_compiled_ops()
     gen = BlockGenerator(
         dit, spec, SeededNoise(3), (8, 8), device="cuda", dtype=torch.bfloat16, backend="cudnn",
-        describe=describe if spec.uses_memory else None, graphs=graphs,
+        graphs=graphs,
     )  # fmt: skip
     text = torch.randn(1, 4, TINY_DIT.text_dim, generator=torch.Generator().manual_seed(1)).cuda()
     gen.set_prompt(dit.encode_text(text))
-    outs = [gen.next_block() for _ in range(blocks)]
+    outs = [next_block(gen) for _ in range(blocks)]
     return outs, gen
 
 
@@ -94,8 +92,9 @@ class KeepFrames:
 @pytest.mark.parametrize("policy", ["static-sink", "dysink"])
 def test_overlapped_decode_gives_the_same_frames(tmp_path, policy: str) -> None:
     from dysink_cli.config import resolve_config
-    from dysink_cli.job import RenderJob, Segment
-    from dysink_cli.render import render
+    from dysink_cli.render.job import RenderJob
+    from dysink_cli.render.session import render
+    from dysink_cli.timeline import Segment
 
     videos = []
     for overlap in ("true", "false"):

@@ -6,10 +6,11 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+from engine_helpers import next_block
 
 from dysink_cli.engine.generator import BlockGenerator
+from dysink_cli.engine.loop_spec import LoopSpec
 from dysink_cli.engine.noise import SeededNoise
-from dysink_cli.engine.spec import LoopSpec
 from dysink_cli.model.config import DiTConfig
 from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.tiny import TINY_DIT, init_untrained
@@ -17,18 +18,14 @@ from dysink_cli.model.tiny import TINY_DIT, init_untrained
 MICRO = DiTConfig(dim=16, ffn_dim=32, num_heads=2, num_layers=1, text_dim=8, text_len=8, freq_dim=16)
 
 
-def describe(latents: torch.Tensor) -> torch.Tensor:
-    """A cheap deterministic stand-in descriptor: channel means of the block."""
-    return torch.nn.functional.normalize(latents.float().mean(dim=(0, 1, 3, 4)), dim=0)
-
 
 def rollout(cfg: DiTConfig, spec: LoopSpec, blocks: int, hw: tuple[int, int] = (4, 4)) -> list[torch.Tensor]:
     dit = init_untrained(WanDiT(cfg), 0).eval()
-    gen = BlockGenerator(dit, spec, SeededNoise(3), hw, describe=describe if spec.uses_memory else None)
+    gen = BlockGenerator(dit, spec, SeededNoise(3), hw)
     gen.set_prompt(
         dit.encode_text(torch.randn(1, 4, cfg.text_dim, generator=torch.Generator().manual_seed(1)))
     )
-    return [gen.next_block().latents for _ in range(blocks)]
+    return [next_block(gen).latents for _ in range(blocks)]
 
 
 def test_relative_equals_absolute_under_the_clamp():
@@ -80,7 +77,7 @@ def _hour_rollout() -> None:
     gen.set_prompt(dit.encode_text(torch.randn(1, 4, MICRO.text_dim)))
     last = None
     for _ in range(5000):
-        last = gen.next_block()
+        last = next_block(gen)
     assert last.start_frame == 14_997 and gen.cache.global_end == 15_000 * gen.tokens_per_frame
     assert torch.isfinite(last.latents).all()
 
@@ -101,7 +98,7 @@ def test_rolling_sink_runs_past_the_8192_position_table():
     torch.set_num_threads(1)
     try:
         for _ in range(2740):  # 8,220 latent frames
-            last = gen.next_block()
+            last = next_block(gen)
     finally:
         torch.set_num_threads(threads)
     assert last.start_frame > 8192 and last.record["rolling_sink"]["rope_first"] == last.start_frame - 3

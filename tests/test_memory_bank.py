@@ -14,13 +14,20 @@ import pytest
 import torch
 from torch import Tensor
 
-from dysink_cli.engine import bank_store
-from dysink_cli.engine.bank_store import Payload, SpillWriter
-from dysink_cli.engine.memory_bank import BankEntry, MemoryBank
+from dysink_cli.engine.memory import store as bank_store
+from dysink_cli.engine.memory.bank import BankEntry, MemoryBank
+from dysink_cli.engine.memory.store import Payload, SpillWriter
 from dysink_cli.errors import ConfigError, OutputError, ResumeError
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 SHAPE = (2, 1, 6, 2, 4)  # (L, B, n, H, D)
+
+
+def reopen(state: dict, work_dir: Path, **options) -> MemoryBank:
+    """A fresh bank on the work folder, loaded from a checkpoint's state."""
+    bank = MemoryBank(work_dir=work_dir, **options)
+    bank.load_state(state)
+    return bank
 
 
 def make_entry(i: int, dtype: torch.dtype = torch.bfloat16) -> BankEntry:
@@ -84,7 +91,7 @@ def test_tiny_ram_budget_gives_identical_retrieval(tmp_path: Path) -> None:
 
 def test_fifo_eviction_at_max_entries(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     bank = MemoryBank(max_entries=3, work_dir=tmp_path, ram_gb=0.0)
-    with caplog.at_level(logging.INFO, logger="dysink_cli.engine.memory_bank"):
+    with caplog.at_level(logging.INFO, logger="dysink_cli.engine.memory.bank"):
         for i in range(5):
             bank.add(make_entry(i))
     bank.flush()
@@ -180,7 +187,7 @@ def test_checkpoint_and_reopen(tmp_path: Path) -> None:
     assert len(files(tmp_path)) > 4  # the checkpoint's files survive the evictions and the re-cache
     # "crash", then reopen from the saved state
     loaded = torch.load(saved, weights_only=True)
-    reopened = MemoryBank.from_state(loaded, tmp_path, max_entries=4, ram_gb=0.0)
+    reopened = reopen(loaded, tmp_path, max_entries=4, ram_gb=0.0)
     assert reopened.frame_indices == [0, 3, 6, 9] and len(files(tmp_path)) == 4  # later files removed
     assert torch.equal(reopened.descriptors(), state["descriptors"])
     assert_same_kv(reopened.layer_kv([0, 1, 2, 3], None, CPU, torch.bfloat16), want)
@@ -198,7 +205,7 @@ def test_state_with_entries_only_in_ram_is_refused(tmp_path: Path) -> None:
     bank = MemoryBank(work_dir=tmp_path)
     bank.add(make_entry(0))
     with pytest.raises(ResumeError, match="never written"):
-        MemoryBank.from_state(bank.state_dict(), tmp_path)
+        reopen(bank.state_dict(), tmp_path)
 
 
 def test_unwritable_work_dir(tmp_path: Path) -> None:
@@ -237,7 +244,7 @@ def test_corrupt_entry_file(tmp_path: Path, damage: str) -> None:
         bank.layer_kv([0], None, CPU, torch.bfloat16)
     assert err.value.hint and "\n" not in str(err.value)
     with pytest.raises(ResumeError, match="corrupt"):
-        MemoryBank.from_state(state, tmp_path)
+        reopen(state, tmp_path)
     bank.close()
 
 
@@ -339,7 +346,7 @@ def test_cuda_tiers_match_cpu(tmp_path: Path, fmt: str) -> None:
     for a, b in zip(gpu_bank.entries, cpu_bank.entries, strict=True):
         assert torch.equal(a.k, b.k) and torch.equal(a.latent, b.latent)
     state = gpu_bank.checkpoint()
-    reopened = MemoryBank.from_state(state, tmp_path, ram_gb=0.0, dtype=fmt, device=cuda)
+    reopened = reopen(state, tmp_path, ram_gb=0.0, dtype=fmt, device=cuda)
     got = reopened.layer_kv([0, 5], None, cuda, torch.bfloat16)
     assert_same_kv(
         [[(k.cpu(), v.cpu()) for k, v in layer] for layer in got],

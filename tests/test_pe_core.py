@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dysink_cli.engine.descriptors import describe_frames, frames_for_descriptor
+from dysink_cli.engine.memory.descriptors import describe_frames, frames_for_descriptor
 from dysink_cli.errors import ConfigError
 from dysink_cli.model.config import PE_CORE_CONFIGS, PECoreConfig
 from dysink_cli.model.pe_core import PECoreVision, apply_rope2d, rope2d_angles

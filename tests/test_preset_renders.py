@@ -14,6 +14,8 @@ from dysink_cli.cli.app import app
 from dysink_cli.io.ffmpeg import probe_video, read_frames
 from tests.test_resume import dysink, frames_of, wait_for_block
 
+pytestmark = pytest.mark.slow  # end-to-end renders: make test-all, .ci/run
+
 TINY = ["--set", 'model.name="tiny"', "--set", "output.width=64", "--set", "output.height=48"]
 
 

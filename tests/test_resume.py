@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from dysink_cli.io.ffmpeg import probe_video, read_frames
-from dysink_cli.resume import checkpoint_due
-from dysink_cli.workdir import resumable, work_dir_for
+from dysink_cli.render.workdir import checkpoint_due, resumable, work_dir_for
+
+pytestmark = pytest.mark.slow  # end-to-end renders: make test-all, .ci/run
 
 ARGS = [
     "--prompt",

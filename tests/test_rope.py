@@ -12,11 +12,12 @@ from dysink_cli.model.rope import (
     RopeTable,
     apply_rope,
     axis_frequencies,
+    lol_frequencies,
     rope_angles,
     split_pairs,
     wan_frequencies,
 )
-from dysink_cli.rope_setup import lol_frequencies, render_rope
+from dysink_cli.render.assemble import render_rope
 
 
 def test_split_is_22_21_21_at_head_dim_128():
@@ -65,13 +66,13 @@ def test_positions_beyond_the_1024_table_and_relative_invariance():
 
 def test_lol_sigma_zero_is_plain_rope_exactly():
     plain = wan_frequencies(WAN_1_3B.head_dim)
-    zero = lol_frequencies(WAN_1_3B, 0.0, seed=7)
+    zero = lol_frequencies(WAN_1_3B, 0.0, torch.Generator().manual_seed(7))
     assert torch.equal(zero.temporal, plain.temporal) and torch.equal(zero.height, plain.height)
 
 
 def test_lol_per_head_frequencies_follow_the_formula():
     sigma = 0.8
-    freqs = lol_frequencies(WAN_1_3B, sigma, seed=7)
+    freqs = lol_frequencies(WAN_1_3B, sigma, torch.Generator().manual_seed(7))
     assert freqs.temporal.shape == (12, 22)
     theta_h = 1.0 / freqs.temporal[:, 1] ** (44 / 2)  # omega_1 = theta_h^(-2/44)
     assert torch.all(theta_h >= 10000 * (1 - sigma) - 1e-6) and torch.all(
@@ -83,7 +84,7 @@ def test_lol_per_head_frequencies_follow_the_formula():
 
 
 def test_lol_jitter_is_a_function_of_the_seed():
-    a, b, c = (lol_frequencies(WAN_1_3B, 0.8, seed=s).temporal for s in (7, 7, 8))
+    a, b, c = (lol_frequencies(WAN_1_3B, 0.8, torch.Generator().manual_seed(s)).temporal for s in (7, 7, 8))
     assert torch.equal(a, b) and not torch.equal(a, c)
     cfg = resolve_config("tiny", ["rope.jitter=0.8", "rope.jitter_scope=per_layer"])
     per_layer = render_rope(cfg, WAN_1_3B, seed=7)

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from dysink_cli.errors import ConfigError, TimelineError
-from dysink_cli.job import Segment
-from dysink_cli.timeline import Switch, Timeline, plan_frames
+from dysink_cli.timeline import Segment, Switch, Timeline, plan_frames
 
 
 def test_plan_for_30_seconds_matches_hand_arithmetic() -> None:

@@ -19,7 +19,7 @@ from dysink_cli import __version__
 from dysink_cli.cli.batch_cmd import batch_command
 from dysink_cli.cli.errors import cli_errors
 from dysink_cli.cli.inspect_cmd import inspect_command
-from dysink_cli.cli.jobs import WEIGHTS_ENV, weights_from
+from dysink_cli.cli.options import WEIGHTS_ENV, weights_from
 from dysink_cli.cli.render_cmd import DebugOpt, SetOpt, render_command
 from dysink_cli.cli.resume_cmd import resume_command
 from dysink_cli.cli.weights_cmd import weights_app

@@ -20,22 +20,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from dysink_cli.batch import (
-    BatchEntry,
-    DistInfo,
-    EntryResult,
-    close_distributed,
-    default_output,
-    done_marker,
-    entry_state,
-    failure,
-    init_distributed,
-    partial_marker,
-    read_entries,
-    run_sharded,
-)
 from dysink_cli.cli.errors import cli_errors, err_console, print_error
-from dysink_cli.cli.jobs import RenderOptions, build_job, check_device, check_seconds, parse_seconds
+from dysink_cli.cli.options import RenderOptions, build_job, check_device, check_seconds, parse_seconds
 from dysink_cli.cli.progress import RenderProgress
 from dysink_cli.cli.render_cmd import (
     CrfOpt,
@@ -49,8 +35,22 @@ from dysink_cli.cli.render_cmd import (
     WeightsOpt,
 )
 from dysink_cli.errors import ConfigError, DysinkError, OutputError
-from dysink_cli.job import RenderJob
-from dysink_cli.workdir import resumable
+from dysink_cli.render.batch import (
+    BatchEntry,
+    DistInfo,
+    EntryResult,
+    close_distributed,
+    default_output,
+    done_marker,
+    entry_state,
+    failure,
+    init_distributed,
+    partial_marker,
+    read_entries,
+    run_sharded,
+)
+from dysink_cli.render.job import RenderJob
+from dysink_cli.render.workdir import resumable
 
 Planned = tuple[BatchEntry, Path, RenderJob]
 
@@ -228,7 +228,7 @@ def batch_command(
             check_seconds(default_s)
         planned = plan_entries(entries, out_dir, opts, default_s, seed)
         init_distributed(info, use_cuda=device != "cpu" and _cuda())
-        from dysink_cli.render import render  # lazy: torch and the engine load only to render
+        from dysink_cli.render import render  # torch and the engine load only inside render()
 
         prefix = f"[rank {info.rank}] " if info.world > 1 else ""
         try:

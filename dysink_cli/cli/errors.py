@@ -19,6 +19,7 @@ from dysink_cli.errors import (
     DysinkError,
     FfmpegError,
     GpuError,
+    Interrupted,
     OutputError,
     ResumeError,
     TimelineError,
@@ -40,7 +41,10 @@ ERROR_TABLE: dict[type[DysinkError], tuple[int, str]] = {
 
 
 def lookup(err: DysinkError) -> tuple[int, str]:
-    """(exit code, label) of an error, by its most specific class in ERROR_TABLE."""
+    """(exit code, label) of an error, by its most specific class in ERROR_TABLE; a stop signal
+    exits 128 + its number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), as shells expect."""
+    if isinstance(err, Interrupted):
+        return 128 + err.signum, "interrupted"
     for cls in type(err).__mro__:
         if cls in ERROR_TABLE:
             return ERROR_TABLE[cls]  # type: ignore[index]

@@ -13,7 +13,7 @@ from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from dysink_cli.engine.events import BlockDone, Event, Finished, Note, PromptSwitch, RenderStarted
+from dysink_cli.render.events import BlockDone, Event, Finished, Note, PromptSwitch, RenderStarted
 
 
 class _BarsWithStats(Progress):

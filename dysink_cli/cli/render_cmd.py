@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.text import Text
 
 from dysink_cli.cli.errors import cli_errors
-from dysink_cli.cli.jobs import RenderOptions, build_job, check_device, parse_seconds
+from dysink_cli.cli.options import RenderOptions, build_job, check_device, parse_seconds
 from dysink_cli.cli.progress import RenderProgress
 from dysink_cli.errors import ConfigError
 from dysink_cli.timeline import Timeline, plan_frames
@@ -98,7 +98,7 @@ def render_command(
         plan = plan_frames(job.seconds, job.config.output.fps, job.config.engine.frames_per_block)
         if not quiet:
             console.print(Text.assemble(("plan: ", "bold"), plan.describe()))
-        from dysink_cli.render import render  # lazy: torch and the engine load only to render
+        from dysink_cli.render import render  # torch and the engine load only inside render()
 
         with RenderProgress(console, quiet=quiet) as progress:
             render(job, progress)

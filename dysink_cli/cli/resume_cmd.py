@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from dysink_cli.cli.errors import cli_errors
-from dysink_cli.cli.jobs import check_device
+from dysink_cli.cli.options import check_device
 from dysink_cli.cli.progress import RenderProgress
 from dysink_cli.cli.render_cmd import DebugOpt, DeviceOpt, QuietOpt
 
@@ -27,7 +27,8 @@ def resume_command(
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     with cli_errors(debug):
         check_device(device)
-        from dysink_cli.render import job_from_checkpoint, render  # lazy: torch loads only to render
+        from dysink_cli.render import render  # torch and the engine load only inside render()
+        from dysink_cli.render.workdir import job_from_checkpoint
 
         job = job_from_checkpoint(output, device=device, log_json=log_json)
         with RenderProgress(console, quiet=quiet) as progress:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from dysink_cli.config import CheckpointsSection, resolve_config
 from dysink_cli.errors import DysinkError
 from dysink_cli.io import weights
-from dysink_cli.io.checkpoints import compare_keys, lora_from_checkpoint, merge_loras, read_checkpoint
+from dysink_cli.io.weight_files import compare_keys, lora_from_checkpoint, merge_loras, read_checkpoint
 from dysink_cli.model.config import PE_CORE_CONFIGS, UMT5_XXL, WAN_1_3B, WAN_VAE
 from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.pe_core import PECoreVision

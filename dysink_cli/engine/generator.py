@@ -1,8 +1,11 @@
-"""BlockGenerator: the causal block loop. Owns the KV cache, the DySink memory and the noise.
+"""BlockGenerator: the causal block loop. Owns the KV cache, the DySink memory (and so the bank)
+and the noise; state() / load_state() checkpoint all of it.
 
 Per block: (1) pick the window, (2) retrieve memory (DySink), (3) denoise with the few-step
 sampler, (4) run the clean t=0 pass that writes the block's K/V, (5) apply the policy's
-after-block step (Rolling Sink re-insertion, DySink store). Prompt switches re-cache K/V.
+after-block step (Rolling Sink re-insertion). DySink's store waits for finish_block(descriptor):
+the caller decodes the block and hands its descriptor in (the engine never calls back up).
+Prompt switches re-cache K/V. Imports engine and model only.
 """
 
 from __future__ import annotations
@@ -14,18 +17,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dysink_cli.engine.dysink import Describer, DySinkMemory
 from dysink_cli.engine.graphs import GraphedDiT
 from dysink_cli.engine.kv_cache import KVCache
-from dysink_cli.engine.memory_bank import BankEntry, MemoryBank
+from dysink_cli.engine.loop_spec import LoopSpec
+from dysink_cli.engine.memory.bank import BankEntry, MemoryBank
+from dysink_cli.engine.memory.policy import DySinkMemory
 from dysink_cli.engine.noise import NoiseSource
 from dysink_cli.engine.rolling_sink import reinsert
 from dysink_cli.engine.sampler import flow_to_x0, renoise
 from dysink_cli.engine.schedule import sigma_of
-from dysink_cli.engine.spec import LoopSpec
+from dysink_cli.engine.state import State, join_states, split_states
+from dysink_cli.engine.timing import NullTimer, StageTimer
 from dysink_cli.model.dit import AttnContext, WanDiT
 from dysink_cli.model.rope import Rope, RopeSpec, layer_freqs, rope_tables, shift_temporal, wan_frequencies
-from dysink_cli.stats import NullTimer, StageTimer
 
 
 @dataclass
@@ -53,7 +57,6 @@ class BlockGenerator:
         batch: int = 1,
         backend: str = "sdpa",
         rope: RopeSpec | None = None,
-        describe: Describer | None = None,
         timer: StageTimer | None = None,
         bank: MemoryBank | None = None,
         graphs: bool = False,
@@ -67,11 +70,9 @@ class BlockGenerator:
         self.freqs = rope or wan_frequencies(cfg.head_dim, cfg.rope_theta)
         raw = spec.horizon_frames if spec.policy == "rolling-sink" else 0
         self.cache = self.new_cache(spec.capacity_frames, spec.sink_frames, raw)
-        self.memory = None
-        if spec.uses_memory:
-            if describe is None:
-                raise ValueError("the dysink policy needs a descriptor function")
-            self.memory = DySinkMemory(spec, describe, bank if bank is not None else MemoryBank())
+        self.memory = (
+            DySinkMemory(spec, bank if bank is not None else MemoryBank()) if spec.uses_memory else None
+        )
         self.sigmas = [sigma_of(t, spec.shift).to(self.device) for t in spec.timesteps]
         self.recent: deque[Tensor] = deque(maxlen=spec.capacity_frames // spec.frames_per_block + 1)
         self.block = 0
@@ -151,14 +152,20 @@ class BlockGenerator:
             flow = self.dit(x, t, self.text_kv, rope, ctx, self.backend)
         return flow.permute(0, 2, 1, 3, 4), ctx
 
-    @torch.no_grad()
-    def next_block(self, defer_memory: bool = False) -> BlockOutput:
-        """Generate the next block (numbered steps as in the module docstring).
+    @property
+    def needs_descriptor(self) -> bool:
+        """The last block waits for finish_block(descriptor) (DySink) before the next call."""
+        return self._unstored is not None
 
-        defer_memory: leave DySink's store of this block (descriptor, dedup, bank) to
-        finish_block(), so the caller can hand the block's frames on first (time to first frame).
-        """
-        self.finish_block()
+    def _check_finished(self) -> None:
+        if self._unstored is not None:
+            raise AssertionError("finish_block(descriptor) before the next call into the generator")
+
+    @torch.no_grad()
+    def next_block(self) -> BlockOutput:
+        """Generate the next block (numbered steps as in the module docstring). With DySink the
+        block's store waits for finish_block(descriptor), so its frames can be handed on first."""
+        self._check_finished()
         s, b = self.spec, self.block
         f0 = b * s.frames_per_block
         shape = (self.batch, s.frames_per_block, self.dit.cfg.in_dim, *self.latent_hw)
@@ -206,30 +213,66 @@ class BlockGenerator:
             )
         out = BlockOutput(b, f0, x0, x0_steps, record)
         self._unstored = out if self.memory is not None else None
-        if not defer_memory:
-            self.finish_block()
         self.recent.append(x0)
         self.block += 1
         return out
 
     @torch.no_grad()
-    def finish_block(self) -> None:
-        """DySink: describe the last block, dedup it against the bank and store it (no-op when done).
+    def finish_block(self, descriptor: Tensor | None = None) -> None:
+        """DySink: dedup the last block's descriptor (D,) against the bank and store the block.
 
-        Reads the block's K/V from the cache, so it runs before the next call into the model.
+        No-op for policies without memory. Reads the block's K/V from the cache, so it runs
+        before the next call into the model.
         """
         out, self._unstored = self._unstored, None
         if out is None or self.memory is None:
             return
+        if descriptor is None:
+            raise ValueError("the dysink policy needs the finished block's descriptor")
         with self.timer.stage("remember"):
             tokens = self.spec.frames_per_block * self.tokens_per_frame
-            out.record["dedup"] = self.memory.remember(out.start_frame, out.latents, self.cache, tokens)
+            out.record["dedup"] = self.memory.remember(
+                out.start_frame, out.latents, descriptor, self.cache, tokens
+            )
         out.record["bank_size_after_block"] = len(self.memory.bank)
+
+    def close(self) -> None:
+        """Finish the memory bank's queued writes and stop its threads."""
+        if self.memory is not None:
+            self.memory.close()
+
+    def state(self) -> State:
+        """Everything needed to continue bit-exactly: the cache, the recent latents, the memory.
+
+        The bank's payloads stay in its work folder (its checkpoint flushes them).
+        """
+        self._check_finished()
+        recent = {"latents": torch.stack(list(self.recent))} if self.recent else {}
+        parts = {
+            "cache": self.cache.state(),
+            "recent": (recent, {"count": len(self.recent)}),
+            "block": ({}, {"index": self.block}),
+        }
+        if self.memory is not None:
+            parts["memory"] = self.memory.state()
+        tensors, meta = join_states(parts)
+        return {k: v.contiguous() for k, v in tensors.items()}, meta
+
+    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """Inverse of state() on a fresh generator built with the same settings."""
+        parts = split_states(tensors, meta, ["cache", "recent", "block", "memory"])
+        self.cache.load_state(*parts["cache"])
+        self.recent.clear()
+        if parts["recent"][1].get("count"):
+            self.recent.extend(t.to(self.device) for t in parts["recent"][0]["latents"].unbind(0))
+        if self.memory is not None:
+            self.memory.load_state(*parts["memory"])
+        self.block = int(parts["block"][1]["index"])
 
     @torch.no_grad()
     def switch_prompt(self, text_kv: list[tuple[Tensor, Tensor]]) -> dict[str, Any]:
         """New prompt from the next block on: re-cache bank entries and the recent window (spec s7)."""
-        self.finish_block()
+        self._check_finished()
         s = self.spec
         self.text_kv = text_kv
         record: dict[str, Any] = {"at_frame": self.block * s.frames_per_block}
@@ -276,7 +319,7 @@ class BlockGenerator:
         """An entry's 3 frames alone at t=0 in a fresh 3-frame cache at their original positions."""
         fpb = self.spec.frames_per_block
         temp = self.new_cache(fpb)
-        temp.global_end = entry.frame_index * self.tokens_per_frame
+        temp.place(entry.frame_index)
         self.forward(
             entry.latent.to(self.device, self.dtype),
             self.spec.context_timestep,
@@ -304,53 +347,3 @@ def gate_records(contexts: list[AttnContext], retrieval: dict[str, Any] | None) 
             entries = [{"block": blk, "rho": r, "gated_off": not k} for blk, r, k in decisions]
             out.append({"step": step, "layer": layer, "entries": entries})
     return out
-
-
-def generator_state(gen: BlockGenerator) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Everything needed to continue `gen` bit-exactly: tensors and plain metadata.
-
-    The memory bank's payloads stay in its work folder (bank.checkpoint() flushes them).
-    """
-    assert gen._unstored is None, "finish_block() before reading the generator's state"
-    cache = gen.cache
-    end = cache.local_end
-    tensors = {"cache.k": cache.k[:, :, :end], "cache.v": cache.v[:, :, :end]}
-    if cache.raw_k is not None:
-        tensors |= {"cache.raw_k": cache.raw_k, "cache.raw_v": cache.raw_v}
-    if gen.recent:
-        tensors["recent"] = torch.stack(list(gen.recent))
-    meta: dict[str, Any] = {
-        "block": gen.block,
-        "global_end": cache.global_end,
-        "local_end": end,
-        "recent": len(gen.recent),
-    }
-    if gen.memory is not None:
-        if gen.memory.queries:
-            tensors["queries"] = torch.stack(list(gen.memory.queries))
-        bank = gen.memory.bank.checkpoint() if gen.memory.bank.work_dir is not None else None
-        if bank is not None:
-            tensors["bank.descriptors"] = bank.pop("descriptors")
-        meta["bank"] = bank
-        meta["queries"] = len(gen.memory.queries)
-    return {k: v.contiguous() for k, v in tensors.items()}, meta
-
-
-def restore_generator(gen: BlockGenerator, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-    """Inverse of generator_state (the bank is reopened by the caller from its work folder)."""
-    cache = gen.cache
-    end = int(meta["local_end"])
-    cache.k[:, :, :end] = tensors["cache.k"].to(cache.k.device)
-    cache.v[:, :, :end] = tensors["cache.v"].to(cache.v.device)
-    cache.global_end, cache.local_end = int(meta["global_end"]), end
-    if cache.raw_k is not None:
-        cache.raw_k.copy_(tensors["cache.raw_k"])
-        cache.raw_v.copy_(tensors["cache.raw_v"])
-    gen.recent.clear()
-    if meta["recent"]:
-        gen.recent.extend(t.to(gen.device) for t in tensors["recent"].unbind(0))
-    if gen.memory is not None:
-        gen.memory.queries.clear()
-        if meta.get("queries"):
-            gen.memory.queries.extend(tensors["queries"].unbind(0))
-    gen.block = int(meta["block"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -164,6 +165,30 @@ class KVCache:
         n = k.shape[2]
         self.k[:, :, start : start + n] = k
         self.v[:, :, start : start + n] = v
+
+    def place(self, start_frame: int) -> None:
+        """Make an empty cache continue at `start_frame` (a bank entry re-cached at its own position)."""
+        if self.local_end:
+            raise AssertionError("place() needs an empty cache")
+        self.global_end = start_frame * self.tokens_per_frame
+
+    def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """The valid slots (and Rolling Sink's originals) and both counters."""
+        end = self.local_end
+        tensors = {"k": self.k[:, :, :end], "v": self.v[:, :, :end]}
+        if self.raw_k is not None and self.raw_v is not None:
+            tensors |= {"raw_k": self.raw_k, "raw_v": self.raw_v}
+        return tensors, {"global_end": self.global_end, "local_end": end}
+
+    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """Inverse of state() on a cache of the same geometry."""
+        end = int(meta["local_end"])
+        self.k[:, :, :end] = tensors["k"].to(self.k.device)
+        self.v[:, :, :end] = tensors["v"].to(self.v.device)
+        self.global_end, self.local_end = int(meta["global_end"]), end
+        if self.raw_k is not None and self.raw_v is not None:
+            self.raw_k.copy_(tensors["raw_k"])
+            self.raw_v.copy_(tensors["raw_v"])
 
     def zero(self) -> None:
         """Zero every slot, keeping the counters (the reference's switch with global_sink off)."""

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from dysink_cli.config import CheckpointsSection
 from dysink_cli.errors import CheckpointError
-from dysink_cli.io.checkpoints import (
+from dysink_cli.io.weight_files import (
     clean_keys,
     load_strict,
     lora_from_checkpoint,

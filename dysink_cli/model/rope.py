@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from dysink_cli.model.config import DiTConfig
+
 
 def axis_frequencies(dim: int, theta: float | Tensor = 10000.0) -> Tensor:
     """omega_j = 1 / theta^(2j/dim), j < dim/2, float64 (Wan `rope_params`). theta may be [H]."""
@@ -32,10 +34,6 @@ class RopeFrequencies:
     temporal: Tensor  # (1 | heads, c_t) float64
     height: Tensor  # (1 | heads, c_h) float64
     width: Tensor  # (1 | heads, c_w) float64
-
-    @property
-    def num_pairs(self) -> int:
-        return self.temporal.shape[-1] + self.height.shape[-1] + self.width.shape[-1]
 
 
 def wan_frequencies(
@@ -70,6 +68,32 @@ def jittered_thetas(
     jittered = int(round(heads_fraction * num_heads))
     eps[jittered:] = 0.0
     return theta * (1 + sigma * eps)
+
+
+def lol_frequencies(
+    cfg: DiTConfig,
+    sigma: float,
+    generator: torch.Generator,
+    axes: str = "t",
+    scope: str = "shared",
+    heads_fraction: float = 1.0,
+) -> RopeSpec:
+    """LoL (arXiv 2601.16914, Alg. 1; paper-derived, no reference code): per-head jittered bases
+    drawn from `generator`, on the axes named ("t", "h", "w"), one table shared by the layers or
+    one per layer. sigma = 0 gives Wan's frequencies exactly (and draws nothing)."""
+    if sigma == 0:
+        return wan_frequencies(cfg.head_dim, cfg.rope_theta)
+
+    def one() -> RopeFrequencies:
+        thetas = jittered_thetas(cfg.num_heads, sigma, generator, cfg.rope_theta, heads_fraction)
+        return wan_frequencies(
+            cfg.head_dim,
+            cfg.rope_theta,
+            temporal_theta=thetas if "t" in axes else None,
+            spatial_theta=thetas if ("h" in axes or "w" in axes) else None,
+        )
+
+    return [one() for _ in range(cfg.num_layers)] if scope == "per_layer" else one()
 
 
 def rope_angles(freqs: RopeFrequencies, frames: Tensor, height: int, width: int) -> Tensor:

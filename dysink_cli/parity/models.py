@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from dysink_cli.io.checkpoints import load_strict, materialize
+from dysink_cli.io.weight_files import load_strict, materialize
 from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.pe_core import PECoreVision
 from dysink_cli.model.t5 import UMT5Encoder

@@ -11,12 +11,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dysink_cli.engine.descriptors import describe_frames, frames_for_descriptor
 from dysink_cli.engine.generator import BlockGenerator
-from dysink_cli.engine.memory_bank import MemoryBank
+from dysink_cli.engine.loop_spec import LoopSpec
+from dysink_cli.engine.memory.bank import MemoryBank
+from dysink_cli.engine.memory.descriptors import describe_frames, frames_for_descriptor
 from dysink_cli.engine.noise import TensorNoise
 from dysink_cli.engine.schedule import denoising_timesteps
-from dysink_cli.engine.spec import LoopSpec
 from dysink_cli.model.rope import RopeTable, rope_angles, wan_frequencies
 from dysink_cli.parity.fixture import Fixture
 from dysink_cli.parity.models import load_dit, load_pe, load_t5, load_vae
@@ -90,13 +90,19 @@ def _pipeline_spec(fx: Fixture) -> LoopSpec:
 
 
 def _timesteps(p: dict[str, Any]) -> tuple[float, ...]:
-    """The sampler's timesteps: as listed, else derived from the step list, shift and warp flag."""
-    if "warped_timesteps" in p:
-        return tuple(p["warped_timesteps"])
+    """The sampler's timesteps, computed from the step list, shift and warp flag (never read from
+    the fixture; a fixture that lists `warped_timesteps` must agree, see timestep_check)."""
     steps = tuple(p.get("denoising_step_list", (1000, 750, 500, 250)))
     return tuple(
         denoising_timesteps(steps, p.get("timestep_shift", 5.0), p.get("warp_denoising_step", True)).tolist()
     )
+
+
+def listed_timesteps(fx: Fixture) -> tuple[tuple[float, ...], tuple[float, ...] | None]:
+    """(computed, listed by the fixture or None) timesteps of a pipeline fixture."""
+    p = fx.config["pipeline"]
+    listed = p.get("warped_timesteps")
+    return _timesteps(p), None if listed is None else tuple(float(t) for t in listed)
 
 
 def _step_noise(fx: Fixture, blocks: int, steps: int, fpb: int) -> Tensor:
@@ -105,20 +111,15 @@ def _step_noise(fx: Fixture, blocks: int, steps: int, fpb: int) -> Tensor:
 
 
 @torch.no_grad()
-def run_pipeline(fx: Fixture) -> Result:
-    """Causal window / static sink / DySink / interactive DySink rollouts."""
-    spec, p = _pipeline_spec(fx), fx.config["pipeline"]
+def run_pipeline(fx: Fixture, spec: LoopSpec | None = None) -> Result:
+    """Causal window / static sink / DySink / interactive DySink rollouts (spec: the loop settings
+    to use instead of the fixture's own, e.g. a preset's)."""
+    spec, p = spec or _pipeline_spec(fx), fx.config["pipeline"]
     blocks, fpb = p["num_blocks"], spec.frames_per_block
     dit = load_dit(fx)
     decoded: list[Tensor] = []
-    describe = None
     if spec.uses_memory:
         vae, pe = load_vae(fx, fx.config["vae"], "vae_weights.safetensors"), load_pe(fx)
-
-        def describe(latents: Tensor) -> Tensor:
-            frames = frames_for_descriptor(vae.decode(latents))
-            decoded.append(frames)
-            return describe_frames(frames[0], pe)
 
     noise = TensorNoise(fx.io["noise"], _step_noise(fx, blocks, len(spec.timesteps) - 1, fpb), fpb)
     gen = BlockGenerator(
@@ -126,7 +127,6 @@ def run_pipeline(fx: Fixture) -> Result:
         spec,
         noise,
         tuple(fx.io["noise"].shape[-2:]),
-        describe=describe,
         bank=MemoryBank(p.get("memory_max_entries") or 0),
     )
     prompts = [fx.io[k] for k in sorted(k for k in fx.io if k.startswith("prompt_embeds"))]
@@ -143,6 +143,9 @@ def run_pipeline(fx: Fixture) -> Result:
             log["switches"].append({"switch": segment - 1, **record})
             outputs.update(_switch_snapshot(gen, segment - 1, record))
         out = gen.next_block()
+        if spec.uses_memory:  # the reference's descriptor: the block decoded alone
+            decoded.append(frames_for_descriptor(vae.decode(out.latents)))
+            gen.finish_block(describe_frames(decoded[-1][0], pe))
         out.record["prompt_segment"] = segment
         log["blocks"].append(_jsonable(out.record))
         latents.append(out.latents)
@@ -171,10 +174,10 @@ def _switch_snapshot(gen: BlockGenerator, index: int, record: dict[str, Any]) ->
 
 
 @torch.no_grad()
-def run_rolling_sink(fx: Fixture) -> Result:
+def run_rolling_sink(fx: Fixture, spec: LoopSpec | None = None) -> Result:
     p, rs = fx.config["pipeline"], fx.config["rolling_sink"]
     fpb, blocks, horizon = p["num_frame_per_block"], p["num_blocks"], rs["horizon_frames"]
-    spec = LoopSpec(
+    spec = spec or LoopSpec(
         policy="rolling-sink",
         frames_per_block=fpb,
         window_frames=horizon,

@@ -1,7 +1,8 @@
 """DySink dynamic frame sinks: the memory bank's policy around the block loop (DySink section 3).
 
-Owns the MemoryBank and the recent-descriptor queue: retrieval before a block (exclusion, top-k,
-frame-ordered K/V), and after it the descriptor, dedup and store. Decisions are logged as records.
+Owns the MemoryBank (and closes it) and the recent-descriptor queue: retrieval before a block
+(exclusion, top-k, frame-ordered K/V), and after it dedup and store of the block whose descriptor
+the caller hands in. Decisions are logged as records. Imports engine.memory, engine.kv_cache.
 """
 
 from __future__ import annotations
@@ -14,25 +15,44 @@ import torch
 from torch import Tensor
 
 from dysink_cli.engine.kv_cache import KVCache
-from dysink_cli.engine.memory_bank import BankEntry, MemoryBank
-from dysink_cli.engine.retrieval import (
+from dysink_cli.engine.loop_spec import LoopSpec
+from dysink_cli.engine.memory.bank import BankEntry, MemoryBank
+from dysink_cli.engine.memory.retrieval import (
     dedup_max_similarity,
     effective_window,
     excluded_mask,
     retrieval_scores,
     select_top_k,
 )
-from dysink_cli.engine.spec import LoopSpec
-
-Describer = Callable[[Tensor], Tensor]  # block latents (B, F, C, H, W) -> descriptor (D,)
 
 
 class DySinkMemory:
     """Bank + query queue + the reference's retrieval and dedup rules."""
 
-    def __init__(self, spec: LoopSpec, describe: Describer, bank: MemoryBank) -> None:
-        self.spec, self.describe, self.bank = spec, describe, bank
+    def __init__(self, spec: LoopSpec, bank: MemoryBank) -> None:
+        self.spec, self.bank = spec, bank
         self.queries: deque[Tensor] = deque(maxlen=spec.query_blocks)
+
+    def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """The query queue and the bank's index (its payloads stay in its work folder, flushed)."""
+        tensors: dict[str, Tensor] = {}
+        if self.queries:
+            tensors["queries"] = torch.stack(list(self.queries))
+        bank = self.bank.checkpoint() if self.bank.work_dir is not None else None
+        if bank is not None:
+            tensors["bank_descriptors"] = bank.pop("descriptors")
+        return tensors, {"queries": len(self.queries), "bank": bank}
+
+    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """Inverse of state(), on a fresh memory whose bank opened the same work folder."""
+        self.queries.clear()
+        if meta.get("queries"):
+            self.queries.extend(tensors["queries"].unbind(0))
+        if meta.get("bank") is not None:
+            self.bank.load_state({**meta["bank"], "descriptors": tensors["bank_descriptors"]})
+
+    def close(self) -> None:
+        self.bank.close()
 
     def window_frames(self) -> int:
         s = self.spec
@@ -78,9 +98,11 @@ class DySinkMemory:
         picked = select_top_k(scores, excluded, s.top_k)
         return exclusion, frames, scores, picked, sorted(picked, key=lambda p: frames[p])
 
-    def remember(self, start_frame: int, latents: Tensor, cache: KVCache, tokens: int) -> dict[str, Any]:
-        """After the clean pass: describe, dedup against every entry, store, queue the descriptor."""
-        descriptor = self.describe(latents).float().cpu()
+    def remember(
+        self, start_frame: int, latents: Tensor, descriptor: Tensor, cache: KVCache, tokens: int
+    ) -> dict[str, Any]:
+        """After the clean pass: dedup the block's descriptor against every entry, store, queue it."""
+        descriptor = descriptor.float().cpu()
         frames = self.bank.frame_indices
         max_sim, sims = dedup_max_similarity(descriptor, self.bank.descriptors())
         add = not len(self.bank) or max_sim <= self.spec.dedup_threshold

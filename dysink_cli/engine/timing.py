@@ -1,4 +1,4 @@
-"""Measurement helpers for the render loop: per-stage wall time and memory (no printing)."""
+"""Per-stage wall time of the block loop (no printing). Imports nothing of dysink."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import psutil
 import torch
 
 
@@ -69,26 +68,3 @@ class NullTimer:
 
     def pop(self) -> dict[str, float]:
         return {}
-
-
-class MemoryProbe:
-    """Current and peak GPU memory (allocator) and host RSS, in GB."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-        self.process = psutil.Process()
-        self.peak_rss = 0.0
-
-    def gpu_gb(self) -> float:
-        return torch.cuda.memory_allocated() / 1e9 if self.cuda else 0.0
-
-    def peak_gpu_gb(self) -> float:
-        return torch.cuda.max_memory_allocated() / 1e9 if self.cuda else 0.0
-
-    def rss_gb(self) -> float:
-        rss = self.process.memory_info().rss / 1e9
-        self.peak_rss = max(self.peak_rss, rss)
-        return rss
-
-    def peak_rss_gb(self) -> float:
-        return max(self.peak_rss, self.rss_gb())

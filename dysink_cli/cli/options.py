@@ -16,9 +16,9 @@ from pathlib import Path
 from dysink_cli.config import RenderConfig, resolve_config, with_changes
 from dysink_cli.errors import CheckpointError, ConfigError, GpuError, OutputError, TimelineError
 from dysink_cli.io.ffmpeg import check_output_suffix
-from dysink_cli.job import RenderJob
+from dysink_cli.render.job import RenderJob
+from dysink_cli.render.workdir import resumable
 from dysink_cli.timeline import Timeline, plan_frames
-from dysink_cli.workdir import resumable
 
 WEIGHTS_ENV = "DYSINK_WEIGHTS"
 MAX_SEED = 2**63 - 1
@@ -181,7 +181,6 @@ def build_job(
         overwrite=opts.overwrite,
         lossless=opts.lossless,
         log_json=log_json,
-        debug=opts.debug,
     )
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dysink_cli.engine.bank_store import (
+from dysink_cli.engine.memory.store import (
     KV_FORMATS,
     DeviceKV,
     DeviceLoader,
@@ -33,7 +33,7 @@ from dysink_cli.engine.bank_store import (
     read_entry,
     remove_orphans,
 )
-from dysink_cli.engine.bank_types import COUNTERS, EVICTION_POLICY, STATE_VERSION, BankEntry, DiskFile
+from dysink_cli.engine.memory.types import COUNTERS, EVICTION_POLICY, STATE_VERSION, BankEntry, DiskFile
 from dysink_cli.errors import ConfigError, ResumeError
 
 __all__ = ["EVICTION_POLICY", "BankEntry", "MemoryBank"]
@@ -403,14 +403,13 @@ class MemoryBank:
             "counters": dict(self.counters),
         }
 
-    @classmethod
-    def from_state(cls, state: dict[str, Any], work_dir: Path | str, **options: Any) -> MemoryBank:
-        """Reopen a bank from `checkpoint()`'s state and its work folder (options as the constructor).
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Reopen `checkpoint()`'s state on this fresh bank (same work folder and options).
 
         Files the state does not name (written after that checkpoint) are deleted.
         """
-        bank = cls(work_dir=work_dir, **options)
-        assert bank.work_dir is not None
+        if self.work_dir is None or self._ids:
+            raise ValueError("load_state() needs a fresh bank with a work folder")
         try:
             if state["state_version"] != STATE_VERSION:
                 raise ValueError(f"state version {state['state_version']}, expected {STATE_VERSION}")
@@ -421,25 +420,24 @@ class MemoryBank:
                 if row["file"] is None:
                     raise ValueError(f"the entry of frame {row['frame_index']} was never written to disk")
                 eid = int(row["id"])
-                check_entry(bank.work_dir / row["file"], int(row["nbytes"]))
-                bank._ids.append(eid)
-                bank._frames.append(int(row["frame_index"]))
-                bank._version[eid], bank._nbytes[eid] = int(row["version"]), int(row["nbytes"])
-                bank._files[eid] = DiskFile(row["file"], int(row["version"]), int(row["nbytes"]))
-            bank._desc = desc.float().clone() if rows else torch.zeros(0, 0)
-            bank._next_id = int(state["next_id"])
-            bank.counters.update({k: int(v) for k, v in state.get("counters", {}).items() if k in COUNTERS})
+                check_entry(self.work_dir / row["file"], int(row["nbytes"]))
+                self._ids.append(eid)
+                self._frames.append(int(row["frame_index"]))
+                self._version[eid], self._nbytes[eid] = int(row["version"]), int(row["nbytes"])
+                self._files[eid] = DiskFile(row["file"], int(row["version"]), int(row["nbytes"]))
+            self._desc = desc.float().clone() if rows else torch.zeros(0, 0)
+            self._next_id = int(state["next_id"])
+            self.counters.update({k: int(v) for k, v in state.get("counters", {}).items() if k in COUNTERS})
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ResumeError(
                 f"the memory-bank state in the checkpoint is not usable: {err}",
                 "start the render again without resuming",
             ) from None
-        bank._protected = {f.name for f in bank._files.values()}
-        for name in remove_orphans(bank.work_dir, bank._protected):
+        self._protected = {f.name for f in self._files.values()}
+        for name in remove_orphans(self.work_dir, self._protected):
             log.info("memory bank: removed %s (written after the checkpoint)", name)
-        bank._apply_caps()
-        bank._spill_over_budget()
-        return bank
+        self._apply_caps()
+        self._spill_over_budget()
 
     def stats(self) -> dict[str, int]:
         """Counters (retrieved, spills, reloads disk->RAM and RAM->GPU, evictions) and entries/bytes per tier.

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dysink_cli.model.pe_core import PECoreVision
+from dysink_cli.model.vae import WanVAE
 
 
 def frames_for_descriptor(decoded: Tensor) -> Tensor:
@@ -30,3 +31,10 @@ def describe_frames(frames: Tensor, encoder: PECoreVision) -> Tensor:
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
     features = encoder(x * 2.0 - 1.0)  # (N, output_dim)
     return F.normalize(features.mean(dim=0), dim=-1)  # (output_dim,)
+
+
+@torch.no_grad()
+def describe_block(latents: Tensor, vae: WanVAE, encoder: PECoreVision) -> Tensor:
+    """The reference's descriptor of one block: its latents decoded alone (a fresh decode, not the
+    streamed one), mapped to [0, 1], described. latents `[1, F, C, H, W]` -> `[output_dim]`."""
+    return describe_frames(frames_for_descriptor(vae.decode(latents))[0], encoder)

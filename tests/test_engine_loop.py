@@ -1,0 +1,107 @@
+"""The block loop with a mock denoiser (no weights): block count, seeds, cache positions,
+retrieval only after the first store, the descriptor handed in by the caller, and state()."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from dysink_cli.engine.generator import BlockGenerator
+from dysink_cli.engine.loop_spec import LoopSpec
+from dysink_cli.engine.noise import SeededNoise
+from dysink_cli.model.config import DiTConfig
+
+CFG = DiTConfig(dim=24, ffn_dim=16, num_heads=2, num_layers=2, text_dim=4, text_len=4, freq_dim=8)
+HW = (4, 4)  # latent grid: 4 tokens per frame after the (1, 2, 2) patch
+
+
+class MockDiT(nn.Module):
+    """Writes each call's K/V through the cache as WanDiT does; flow = the input minus the mean of
+    the attended values (so the context changes the output). Logs what it saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cfg = CFG
+        self.calls: list[dict] = []
+
+    def encode_text(self, context: Tensor) -> list[tuple[Tensor, Tensor]]:
+        return [(context, context)] * CFG.num_layers
+
+    def forward(self, x, t, text_kv, rope, ctx, backend="sdpa"):  # x (B, C, F, H, W)
+        b, c, f, h, w = x.shape
+        tokens = x.permute(0, 2, 3, 4, 1).reshape(b, f * (h // 2) * (w // 2), -1)[..., : CFG.dim]
+        kv = tokens.reshape(b, tokens.shape[1], CFG.num_heads, -1)
+        attended = 0
+        for layer in range(CFG.num_layers):
+            keys, values, _ = ctx.cache.attend_kv(layer, kv, kv, kv)
+            attended = keys.shape[1]
+        memory = sum(e[0].shape[1] for e in ctx.memory[0]) if ctx.memory else 0
+        self.calls.append({"t": float(t[0, 0]), "attended": attended, "memory": memory})
+        return x - 0.01 * values.float().mean()
+
+
+def generator(spec: LoopSpec, seed: int = 3) -> tuple[BlockGenerator, MockDiT]:
+    dit = MockDiT()
+    gen = BlockGenerator(dit, spec, SeededNoise(seed), HW)  # type: ignore[arg-type]
+    gen.set_prompt(dit.encode_text(torch.zeros(1, 4, 4)))
+    return gen, dit
+
+
+def run(gen: BlockGenerator, blocks: int) -> list[Tensor]:
+    out = []
+    for _ in range(blocks):
+        block = gen.next_block()
+        if gen.needs_descriptor:
+            gen.finish_block(torch.nn.functional.normalize(torch.ones(4) + block.index, dim=0))
+        out.append(block.latents)
+    return out
+
+
+def test_blocks_calls_and_cache_positions_of_a_window() -> None:
+    spec = LoopSpec(policy="window", window_frames=6, capacity_frames=6)
+    gen, dit = generator(spec)
+    latents = run(gen, 5)
+    assert gen.block == 5 and all(x.shape == (1, 3, 16, *HW) for x in latents)
+    assert len(dit.calls) == 5 * (len(spec.timesteps) + 1)  # 4 steps and a clean pass per block
+    assert [c["t"] for c in dit.calls[:5]] == [*spec.timesteps, 0.0]
+    tpf = 4
+    assert gen.cache.global_end == 15 * tpf and gen.cache.local_end == 6 * tpf  # rolled at capacity
+    assert max(c["attended"] for c in dit.calls) == 6 * tpf  # never more than the window
+
+
+def test_seeds_decide_the_video() -> None:
+    spec = LoopSpec(policy="window", window_frames=6, capacity_frames=6)
+    a, b, c = (run(generator(spec, seed)[0], 3) for seed in (3, 3, 4))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not torch.equal(a[0], c[0])
+
+
+def test_retrieval_only_after_the_first_store_and_the_descriptor_is_required() -> None:
+    spec = LoopSpec(policy="dysink", window_frames=3, capacity_frames=9, top_k=2, dedup_threshold=0.999)
+    gen, dit = generator(spec)
+    first = gen.next_block()
+    assert "retrieval" not in first.record or first.record["retrieval"] is None
+    with pytest.raises(AssertionError, match="finish_block"):
+        gen.next_block()  # the block's store waits for its descriptor
+    with pytest.raises(ValueError, match="descriptor"):
+        gen.finish_block(None)
+    run(gen, 4)
+    memory_calls = [c["memory"] for c in dit.calls]
+    per_block = len(spec.timesteps) + 1
+    assert sum(memory_calls[:per_block]) == 0  # block 0: nothing stored yet
+    assert any(memory_calls[per_block:])  # later blocks see retrieved entries (denoising steps)
+    assert all(m == 0 for m in memory_calls[per_block - 1 :: per_block])  # never in the clean pass
+
+
+def test_state_round_trip_continues_bit_exactly() -> None:
+    spec = LoopSpec(policy="static-sink", window_frames=6, sink_frames=3, capacity_frames=6)
+    straight = run(generator(spec)[0], 6)
+    gen, _ = generator(spec)
+    run(gen, 3)
+    tensors, meta = gen.state()
+    fresh, _ = generator(spec)
+    fresh.load_state({k: v.clone() for k, v in tensors.items()}, meta)
+    assert fresh.block == 3 and fresh.cache.global_end == gen.cache.global_end
+    resumed = run(fresh, 3)
+    assert all(torch.equal(x, y) for x, y in zip(straight[3:], resumed, strict=True))
