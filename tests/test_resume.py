@@ -81,6 +81,14 @@ def reference(tmp_path_factory) -> list[np.ndarray]:
     return frames_of(out)
 
 
+def checkpoint_block(out: Path) -> int:
+    return json.loads((work_dir_for(out) / "checkpoint.json").read_text())["block"]
+
+
+def first_logged_block(log: Path) -> int:
+    return json.loads(log.read_text().splitlines()[0])["block"]
+
+
 def test_kill9_then_resume_is_frame_identical(tmp_path, reference):
     out, log = tmp_path / "v.mkv", tmp_path / "v.jsonl"
     proc = dysink("render", *ARGS, "-o", str(out), "--log-json", str(log))
@@ -88,8 +96,11 @@ def test_kill9_then_resume_is_frame_identical(tmp_path, reference):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert resumable(out) and probe_video(out)[0] > 0  # the partial file plays
-    again = dysink("resume", str(out), "--device", "cpu", "--quiet")
+    saved = checkpoint_block(out)
+    log2 = tmp_path / "resumed.jsonl"
+    again = dysink("resume", str(out), "--device", "cpu", "--quiet", "--log-json", str(log2))
     assert again.wait(timeout=300) == 0, again.stderr.read()
+    assert saved >= 1 and first_logged_block(log2) == saved  # restarted at the checkpointed block
     got = frames_of(out)
     assert len(got) == len(reference) == 69  # 4 s -> 18 latent frames -> 4*18-3
     assert all(np.array_equal(a, b) for a, b in zip(got, reference, strict=True))
@@ -118,6 +129,70 @@ def test_ctrl_c_checkpoints_and_exits_130(tmp_path):
     assert resumable(out)  # written by the Ctrl-C even though the interval is 100 blocks
     frames, width, height = probe_video(out)
     assert frames >= 9 and (width, height) == (64, 48)
+
+
+def test_sigterm_checkpoints_and_exits_143(tmp_path, reference):
+    out, log = tmp_path / "v.mkv", tmp_path / "v.jsonl"
+    args = [*ARGS[:-4], "--set", "output.checkpoint_every_blocks=100"]
+    proc = dysink("render", *args, "-o", str(out), "--log-json", str(log))
+    wait_for_block(log, 1, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143
+    err = proc.stderr.read()
+    assert "SIGTERM" in err and f"dysink resume {out}" in err and "Traceback" not in err
+    saved = checkpoint_block(out)
+    log2 = tmp_path / "resumed.jsonl"
+    again = dysink("resume", str(out), "--device", "cpu", "--quiet", "--log-json", str(log2))
+    assert again.wait(timeout=300) == 0, again.stderr.read()
+    assert first_logged_block(log2) == saved
+    assert all(np.array_equal(a, b) for a, b in zip(frames_of(out), reference, strict=True))
+
+
+def test_a_second_render_of_the_same_output_is_refused_and_a_stale_lock_taken_over(tmp_path, reference):
+    out, log = tmp_path / "v.mkv", tmp_path / "v.jsonl"
+    first = dysink("render", *ARGS, "-o", str(out), "--log-json", str(log))
+    wait_for_block(log, 1, first)
+    second = dysink("render", *ARGS, "-o", str(out), "--overwrite")
+    assert second.wait(timeout=60) == 2
+    err = second.stderr.read()
+    assert "being rendered right now" in err and f"pid {first.pid}" in err and "Traceback" not in err
+    assert first.poll() is None and resumable(out)  # the running render and its folder untouched
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    again = dysink("render", *ARGS, "-o", str(out))  # the dead process's lock is taken over
+    assert again.wait(timeout=300) == 0, again.stderr.read()
+    assert all(np.array_equal(a, b) for a, b in zip(frames_of(out), reference, strict=True))
+
+
+@pytest.mark.parametrize("command", ["render", "resume"])
+def test_killed_before_the_first_checkpoint_continues_with_either_command(tmp_path, reference, command):
+    out, log = tmp_path / "v.mkv", tmp_path / "v.jsonl"
+    args = [*ARGS[:-4], "--set", "output.checkpoint_every_blocks=100"]
+    proc = dysink("render", *args, "-o", str(out), "--log-json", str(log))
+    wait_for_block(log, 1, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (work_dir_for(out) / "checkpoint.json").exists() and resumable(out)
+    cmd = (
+        ["render", *args, "-o", str(out)] if command == "render" else ["resume", str(out), "--device", "cpu"]
+    )
+    again = dysink(*cmd)
+    assert again.wait(timeout=300) == 0, again.stderr.read()
+    assert all(np.array_equal(a, b) for a, b in zip(frames_of(out), reference, strict=True))
+    assert not work_dir_for(out).exists()
+
+
+def test_paths_with_quotes_spaces_unicode_and_dashes_resume(tmp_path, reference):
+    folder = tmp_path / "-it's a vidéo folder"
+    folder.mkdir()
+    out, log = folder / "-o'1 é.mkv", tmp_path / "v.jsonl"
+    proc = dysink("render", *ARGS, "-o", str(out), "--log-json", str(log))
+    wait_for_block(log, 2, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    again = dysink("resume", str(out), "--device", "cpu", "--quiet")
+    assert again.wait(timeout=300) == 0, again.stderr.read()
+    assert all(np.array_equal(a, b) for a, b in zip(frames_of(out), reference, strict=True))
 
 
 def test_different_job_does_not_resume(tmp_path):
