@@ -1,4 +1,4 @@
-"""Full-size checkpoint round trip on the GPU (issue 4): write random-weight files in the real
+"""Full-size weight-file round trip on the GPU (issue 4): write random-weight files in the real
 release layouts, load them through the loader `dysink render --weights` uses, render a few
 seconds at 832x480 (NullSink: the GPU box has no ffmpeg), and report load time and peak memory.
 

@@ -1,6 +1,7 @@
 """Domain errors. Each carries a one-line message and a hint that tells the user the fix.
 
-The CLI maps each class to an exit code (cli/errors.py); library code only raises.
+Library code only raises; the CLI maps each class to an exit code (cli/errors.py's ERROR_TABLE is
+the one owner of exit codes). Imports nothing.
 """
 
 from __future__ import annotations
@@ -8,8 +9,6 @@ from __future__ import annotations
 
 class DysinkError(Exception):
     """Base class: `message` says what is wrong, `hint` how to fix it."""
-
-    exit_code = 1
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -23,23 +22,17 @@ class DysinkError(Exception):
 class ConfigError(DysinkError):
     """Bad preset, override, flag value or size."""
 
-    exit_code = 2
-
 
 class TimelineError(ConfigError):
     """Bad timeline file or segment."""
 
 
-class CheckpointError(DysinkError):
-    """Missing, unreadable or mismatched weights."""
-
-    exit_code = 2
+class WeightsError(DysinkError):
+    """Missing, unreadable or mismatched model weights (files, not render checkpoints)."""
 
 
 class GpuError(DysinkError):
     """CUDA asked for but not usable."""
-
-    exit_code = 2
 
 
 class FfmpegError(DysinkError):
@@ -48,8 +41,6 @@ class FfmpegError(DysinkError):
 
 class OutputError(DysinkError):
     """The output path cannot be written (exists, unwritable, disk full)."""
-
-    exit_code = 2
 
 
 class ResumeError(DysinkError):

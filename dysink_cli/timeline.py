@@ -2,18 +2,18 @@
 
 `plan_frames` turns seconds into latent frames, blocks and video frames (Wan VAE: T latents give
 4T - 3 frames). `Timeline` reads `[[segment]]` prompts from TOML; a prompt switch takes effect at
-the first block boundary at or after its `at`, and nothing is rounded silently.
+the first block boundary at or after its `at`, and nothing is rounded silently. Imports config
+(TOML reading, key suggestions) and errors.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from dysink_cli.config import load_toml, suggest
 from dysink_cli.errors import ConfigError, TimelineError
 
 
@@ -24,10 +24,6 @@ class Segment:
     at_s: float
     prompt: str
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 TOP_KEYS = ("seconds", "seed", "preset", "output", "settings", "segment")
 SEGMENT_KEYS = ("at", "prompt")
@@ -94,11 +90,6 @@ class Switch(NamedTuple):
     effective_s: float
 
 
-def _suggest(key: str, options: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(key, options, n=1)
-    return f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(options)}"
-
-
 def _number(where: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise TimelineError(f"{where}: {key} = {value!r} is not a number", f"write {key} = <seconds>")
@@ -121,7 +112,7 @@ def _parse_segments(raw: Any, source: str) -> tuple[Segment, ...]:
         where = f"{source}: {_segment_label(number, entry.get('at'))}"
         for key in entry:
             if key not in SEGMENT_KEYS:
-                raise TimelineError(f"{where} has unknown key '{key}'", _suggest(key, SEGMENT_KEYS))
+                raise TimelineError(f"{where} has unknown key '{key}'", suggest(key, SEGMENT_KEYS))
         if "at" not in entry:
             raise TimelineError(f"{where} has no 'at'", "write at = <seconds from the start>")
         at = _number(where, "at", entry["at"])
@@ -168,22 +159,13 @@ class Timeline:
     @classmethod
     def load(cls, path: Path) -> Timeline:
         """Read and check a timeline TOML file (everything but the video length)."""
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise TimelineError(f"timeline {path} does not exist", "check the path") from None
-        except IsADirectoryError:
-            raise TimelineError(f"timeline {path} is a folder", "pass a .toml file") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise TimelineError(f"timeline {path} is not valid TOML: {err}", "fix the syntax") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(load_toml(path, "timeline", TimelineError), source=str(path))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "timeline") -> Timeline:
         for key in data:
             if key not in TOP_KEYS:
-                raise TimelineError(f"{source}: unknown key '{key}'", _suggest(key, TOP_KEYS))
+                raise TimelineError(f"{source}: unknown key '{key}'", suggest(key, TOP_KEYS))
         seconds = data.get("seconds")
         if seconds is not None:
             seconds = _number(source, "seconds", seconds)

@@ -11,11 +11,23 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from dysink_cli import __version__
 from dysink_cli.cli.app import app
 from dysink_cli.cli.errors import ERROR_TABLE, lookup
+from dysink_cli.cli.options import WEIGHTS_ENV, resolve_weights_dir
 from dysink_cli.cli.progress import stats_line
-from dysink_cli.errors import CheckpointError, FfmpegError
-from dysink_cli.io.weights_dir import describe_weights_dir
+from dysink_cli.errors import (
+    ConfigError,
+    DysinkError,
+    FfmpegError,
+    GpuError,
+    Interrupted,
+    OutputError,
+    ResumeError,
+    TimelineError,
+    WeightsError,
+)
+from dysink_cli.io.weights_check import describe_weights_dir
 from dysink_cli.render.events import BlockDone, Finished, Note, PromptSwitch, RenderStarted
 from dysink_cli.render.job import RenderJob, RenderStats
 from dysink_cli.timeline import Segment, Timeline, plan_frames
@@ -287,6 +299,22 @@ def test_unknown_set_key_suggests(fake_render: FakeRender, tmp_path: Path) -> No
     assert typed.exit_code == 2 and "must be an integer" in error_of(typed)
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.dtype=bf16", "config error: model.dtype = 'bf16' is not one of bfloat16, float16, float32"),
+        ("output.crf=99", "config error: output.crf = 99 is not in [0, 51]"),
+        ("bank.disk_gb=0", "config error: bank.disk_gb = 0.0 is not > 0"),
+        ('output.container="mp4"', "config error: output.container = 'mp4' is no longer a setting"),
+    ],
+)
+def test_bad_settings_fail_before_the_render_starts(
+    fake_render: FakeRender, tmp_path: Path, override: str, message: str
+) -> None:
+    result = run("render", "-p", "fox", "-s", "1", "-o", tmp_path / "a.mp4", "--set", override)
+    assert result.exit_code == 2 and message in error_of(result) and not fake_render.jobs
+
+
 def test_runtime_errors_exit_1_without_traceback_unless_debug(
     fake_render: FakeRender, tmp_path: Path
 ) -> None:
@@ -304,10 +332,85 @@ def test_runtime_errors_exit_1_without_traceback_unless_debug(
     assert stopped.exit_code == 130 and "interrupted" in stopped.output
 
 
-def test_error_table_matches_the_classes() -> None:
-    for cls, (code, _label) in ERROR_TABLE.items():
-        assert code == cls.exit_code, cls
+def test_one_error_table_owns_the_exit_codes() -> None:
+    expected = {
+        TimelineError: 2,
+        ConfigError: 2,
+        WeightsError: 2,
+        GpuError: 2,
+        OutputError: 2,
+        FfmpegError: 1,
+        ResumeError: 1,
+        Interrupted: 130,
+        DysinkError: 1,
+    }
+    assert {cls: code for cls, (code, _) in ERROR_TABLE.items()} == expected
+    assert not any(hasattr(cls, "exit_code") for cls in expected)  # errors.py holds no exit codes
+    for cls, code in expected.items():
         assert lookup(cls("x"))[0] == code
+    assert lookup(Interrupted("stopped", signum=15)) == (143, "interrupted")  # SIGTERM
+    assert lookup(Interrupted("stopped", signum=1)) == (129, "interrupted")  # SIGHUP
+
+
+@pytest.mark.parametrize(("signum", "code"), [(2, 130), (15, 143), (1, 129)])
+def test_a_stop_signal_exits_128_plus_its_number(
+    fake_render: FakeRender, tmp_path: Path, signum: int, code: int
+) -> None:
+    fake_render.error = Interrupted("stopped after block 3; checkpoint saved", "dysink resume OUT", signum)
+    result = run("render", "-p", "fox", "-s", "1", "-o", tmp_path / "a.mp4")
+    assert result.exit_code == code and "interrupted: stopped after block 3" in error_of(result)
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.exit_code == 0 and result.output == f"dysink {__version__}\n"
+
+
+STARTUP_PROBE = """
+import sys
+from typer.testing import CliRunner
+from dysink_cli import __version__
+from dysink_cli.cli.app import app
+
+runner = CliRunner()
+for args in {calls!r}:
+    result = runner.invoke(app, args)
+    print(result.exit_code, args[0] if args else "")
+heavy = [name for name in ("torch", "matplotlib") if name in sys.modules]
+print("heavy:", ",".join(heavy) or "none")
+"""
+
+
+def test_help_presets_and_usage_errors_load_no_torch_or_matplotlib(tmp_path: Path) -> None:
+    """The thin CLI: start-up, listings and every usage error run without torch or matplotlib."""
+    calls = [
+        ["--help"],
+        ["--version"],
+        ["presets"],
+        ["presets", "show", "dysink"],
+        ["render", "--help"],
+        ["render", "-p", "fox", "-s", "0", "-o", str(tmp_path / "a.mp4")],  # bad seconds
+        ["render", "-p", "fox", "-s", "1", "-o", str(tmp_path / "a.avi")],  # bad suffix
+        ["render", "-p", "fox", "-s", "1", "-o", str(tmp_path / "a.mp4"), "--set", "model.dtype=bf16"],
+        ["render", "-p", "fox", "-s", "1", "-o", str(tmp_path / "a.mp4"), "--preset", "dysink"],  # no weights
+        ["render", "-p", "fox", "-s", "1", "-o", str(tmp_path / "a.mp4"), "--device", "tpu"],
+        ["batch", str(tmp_path / "none.txt"), "--out-dir", str(tmp_path / "out")],
+        ["resume", str(tmp_path / "never.mp4")],
+        ["weights", "check", str(tmp_path / "nope")],
+        ["inspect", str(tmp_path / "nope.mp4")],
+    ]
+    probe = subprocess.run(
+        [sys.executable, "-c", STARTUP_PROBE.format(calls=calls)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != WEIGHTS_ENV},
+    )
+    assert probe.returncode == 0, probe.stderr
+    lines = probe.stdout.splitlines()
+    codes = [int(line.split()[0]) for line in lines[:-1]]
+    assert codes[:5] == [0, 0, 0, 0, 0] and all(code in (1, 2) for code in codes[5:]), lines
+    assert lines[-1] == "heavy: none", lines
 
 
 def test_presets_list_and_show(tmp_path: Path) -> None:
@@ -358,11 +461,26 @@ def test_describe_weights_dir(tmp_path: Path) -> None:
         ("Wan2.1-T2V-1.3B/diffusion_pytorch_model-00001-of-00002.safetensors", "Wan2.1 DiT weights"),
         ("Wan2.1-T2V-1.3B/google/umt5-xxl/", "umT5 tokenizer"),
         ("Wan2.1-T2V-1.3B/models_t5_umt5-xxl-enc-bf16.pth", "umT5-XXL text encoder"),
-        ("stage1_base.pt", "generator checkpoint"),
+        ("stage1_base.pt", "generator weights"),
         ("stage2_lora.pt", "LoRA"),
     ]
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(WeightsError, match="does not exist"):
         describe_weights_dir(tmp_path / "gone")
+
+
+def test_weights_dir_precedence_first_given_wins_and_never_falls_back(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for folder in (a, b, c):
+        folder.mkdir()
+    env = {WEIGHTS_ENV: str(b)}
+    assert resolve_weights_dir(a, env, str(c)) == (a, "--weights")
+    assert resolve_weights_dir(None, env, str(c)) == (b, f"${WEIGHTS_ENV}")
+    assert resolve_weights_dir(None, {WEIGHTS_ENV: ""}, str(c)) == (c, "the config")
+    assert resolve_weights_dir(None, {}, "") == (None, "")
+    with pytest.raises(WeightsError, match=r"\(from --weights\) does not exist"):
+        resolve_weights_dir(tmp_path / "nope", env, str(c))  # b and c exist: no fall-back
+    with pytest.raises(WeightsError, match=r"\(from the config\) does not exist"):
+        resolve_weights_dir(None, {}, str(tmp_path / "nope"))
 
 
 def test_stats_line() -> None:

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from dysink_cli.cli.inspect_cmd import inspect_command
 from dysink_cli.diagnostics import metrics
-from dysink_cli.diagnostics.report import analyze, read_log, report_to_json, write_png
+from dysink_cli.diagnostics.plot import write_png
+from dysink_cli.diagnostics.report import analyze, read_log, report_to_json
 from dysink_cli.errors import ConfigError
 
 H, W = 48, 64
@@ -34,10 +35,7 @@ def _frame(t: float, square_xy: tuple[float, float], blue: float) -> np.ndarray:
 def drift_frames(n: int) -> np.ndarray:
     """Steady drift away from the start: the square slides, the blue level rises."""
     return np.stack(
-        [
-            _frame(t, (2 + 50 * t / (n - 1), 4 + 30 * t / (n - 1)), 30 + 190 * t / (n - 1))
-            for t in range(n)
-        ]
+        [_frame(t, (2 + 50 * t / (n - 1), 4 + 30 * t / (n - 1)), 30 + 190 * t / (n - 1)) for t in range(n)]
     )
 
 
@@ -49,9 +47,7 @@ def loop_frames(n: int, period: int = 24) -> np.ndarray:
 
 def write_video(path: Path, frames: np.ndarray, fps: int = 16) -> Path:
     """Near-lossless H.264 (crf 0, 4:4:4)."""
-    writer = imageio_ffmpeg.write_frames(
-        str(path), (W, H), fps=fps, quality=10, pix_fmt_out="yuv444p"
-    )
+    writer = imageio_ffmpeg.write_frames(str(path), (W, H), fps=fps, quality=10, pix_fmt_out="yuv444p")
     writer.send(None)
     for frame in frames:
         writer.send(np.ascontiguousarray(frame))
@@ -108,9 +104,7 @@ def test_repeat_curve_matches_brute_force() -> None:
 def test_repeat_score_loop_high_drift_low() -> None:
     for frames, low, high in ((loop_frames(96), 0.8, 1.0), (drift_frames(96), 0.0, 0.05)):
         small = metrics.downscale(frames)
-        score, threshold = metrics.repeat_score(
-            metrics.repeat_curve(small, 16), metrics.step_curve(small)
-        )
+        score, threshold = metrics.repeat_score(metrics.repeat_curve(small, 16), metrics.step_curve(small))
         assert low <= score <= high and threshold > 0
 
 
@@ -184,9 +178,7 @@ def test_png_is_written_and_readable(videos: dict[str, Path], tmp_path: Path) ->
 
 def test_read_log_tolerates_missing_and_extra_keys(tmp_path: Path) -> None:
     log = tmp_path / "log.jsonl"
-    log.write_text(
-        '{"block": 0, "bank_size": 3, "new": [1]}\n\n{"block": 1, "fps": 16, "ms": {"vae": 5}}\n'
-    )
+    log.write_text('{"block": 0, "bank_size": 3, "new": [1]}\n\n{"block": 1, "fps": 16, "ms": {"vae": 5}}\n')
     blocks = read_log(log)
     assert [b.block for b in blocks] == [0, 1]
     assert blocks[0].bank_size == 3 and blocks[0].fps is None
@@ -213,34 +205,31 @@ def _app() -> typer.Typer:
 
 def test_cli_json(videos: dict[str, Path], tmp_path: Path) -> None:
     png = tmp_path / "out.png"
-    result = CliRunner().invoke(
-        _app(), ["inspect", str(videos["jump_back"]), "--json", "-o", str(png)]
-    )
+    result = CliRunner().invoke(_app(), ["inspect", str(videos["jump_back"]), "--json", "-o", str(png)])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     for key in ("collapse_drop_max", "collapse_drop_mean", "repeat_score", "flicker", "curves"):
         assert key in data
     assert data == {**report_to_json(analyze(videos["jump_back"])), "png": str(png)}
-    assert (
-        len(data["curves"]["collapse_distance"]) == 96
-        and data["curves"]["repeat_distance"][0] is None
-    )
+    assert len(data["curves"]["collapse_distance"]) == 96 and data["curves"]["repeat_distance"][0] is None
     assert data["log"] is None and png.is_file()
 
 
 def test_cli_table(videos: dict[str, Path], tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        _app(), ["inspect", str(videos["drift"]), "-o", str(tmp_path / "t.png")]
-    )
+    result = CliRunner().invoke(_app(), ["inspect", str(videos["drift"]), "-o", str(tmp_path / "t.png")])
     assert result.exit_code == 0, result.output
     assert "sink-collapse max" in result.stdout and "repeat score" in result.stdout
 
 
-def test_cli_malformed_log_exits_2_with_one_line(videos: dict[str, Path], tmp_path: Path) -> None:
+def test_cli_malformed_log_exits_2_with_the_house_error(videos: dict[str, Path], tmp_path: Path) -> None:
+    """The one error boundary (cli/errors.py): one red line and its fix, exit code from the table."""
     log = tmp_path / "bad.jsonl"
     log.write_text('{"block": 0}\n{"block": 1,\n')
     args = ["inspect", str(videos["drift"]), "--log", str(log), "-o", str(tmp_path / "x.png")]
     result = CliRunner().invoke(_app(), args)
     assert result.exit_code == 2
-    assert len(result.output.strip().splitlines()) == 1
-    assert "line 2" in result.output and not (tmp_path / "x.png").exists()
+    error, fix = result.output.strip().splitlines()
+    assert error.startswith("config error: ") and "line 2" in error and fix.strip().startswith("fix: ")
+    assert not (tmp_path / "x.png").exists()
+    missing = CliRunner().invoke(_app(), ["inspect", str(tmp_path / "nope.mp4")])
+    assert missing.exit_code == 2 and missing.output.startswith("config error: video ")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dysink_cli.errors import CheckpointError, ConfigError
+from dysink_cli.errors import ConfigError, WeightsError
 from dysink_cli.model.config import T5Config
 from dysink_cli.model.t5 import UMT5Encoder, relative_position_bucket
 from dysink_cli.model.tokenizer import ByteTokenizer, HFTokenizer, clean_prompt
@@ -187,19 +187,19 @@ def test_hf_tokenizer_truncates_to_text_len(tmp_path):
 
 
 def test_hf_tokenizer_missing_files(tmp_path):
-    with pytest.raises(CheckpointError, match="tokenizer.json"):
+    with pytest.raises(WeightsError, match="tokenizer.json"):
         HFTokenizer.from_folder(tmp_path)
 
 
 def test_hf_tokenizer_wrong_pad_id(tmp_path):
     _write_word_level(tmp_path, pad="</s>")
-    with pytest.raises(CheckpointError, match="expected 0"):
+    with pytest.raises(WeightsError, match="expected 0"):
         HFTokenizer.from_folder(tmp_path)
 
 
 def test_hf_tokenizer_malformed_json(tmp_path):
     (tmp_path / "tokenizer.json").write_text("{not json")
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(WeightsError, match="cannot read"):
         HFTokenizer.from_folder(tmp_path)
 
 
@@ -208,6 +208,6 @@ def test_hf_tokenizer_malformed_json(tmp_path):
 )
 def test_spiece_only_without_sentencepiece(tmp_path):
     (tmp_path / "spiece.model").write_bytes(b"\x00")
-    with pytest.raises(CheckpointError, match="spiece.model") as info:
+    with pytest.raises(WeightsError, match="spiece.model") as info:
         HFTokenizer.from_folder(tmp_path)
     assert "sentencepiece" in info.value.hint

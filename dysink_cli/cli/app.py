@@ -1,6 +1,7 @@
-"""The `dysink` command: render, batch, presets, doctor, inspect.
+"""The `dysink` command: render, resume, batch, presets, weights, doctor, inspect, --version.
 
-Commands live in their own modules; this one builds the Typer app and holds the two small ones.
+Commands live in their own modules; this one builds the Typer app and holds the small ones. Start-up
+imports no torch and no matplotlib: the commands that need them import them when they run.
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ from dysink_cli import __version__
 from dysink_cli.cli.batch_cmd import batch_command
 from dysink_cli.cli.errors import cli_errors
 from dysink_cli.cli.inspect_cmd import inspect_command
-from dysink_cli.cli.options import WEIGHTS_ENV, weights_from
+from dysink_cli.cli.options import WEIGHTS_ENV, resolve_weights_dir
 from dysink_cli.cli.render_cmd import DebugOpt, SetOpt, render_command
 from dysink_cli.cli.resume_cmd import resume_command
 from dysink_cli.cli.weights_cmd import weights_app
 from dysink_cli.config import config_to_dict, list_presets, load_preset_data, resolve_config
 from dysink_cli.errors import DysinkError
 from dysink_cli.io.ffmpeg import ffmpeg_exe, ffmpeg_version
-from dysink_cli.io.weights_dir import describe_weights_dir
 
 app = typer.Typer(
     name="dysink",
@@ -42,6 +42,22 @@ app.command("batch")(batch_command)
 app.add_typer(presets_app, name="presets")
 app.add_typer(weights_app, name="weights")
 app.command("inspect")(inspect_command)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dysink {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Render long videos with autoregressive video diffusion (DySink, LongLive, Self-Forcing)."""
 
 
 def _toml_value(value: Any) -> str:
@@ -117,10 +133,12 @@ def doctor_rows(weights: Path | None) -> list[tuple[str, str]]:
         rows.append(("ffmpeg", f"missing: {err.message}"))
     free = shutil.disk_usage(Path.cwd()).free / 2**30
     rows.append(("free disk (here)", f"{free:.1f} GiB"))
-    folder, source = weights_from(weights, os.environ)
+    folder, source = resolve_weights_dir(weights, os.environ)
     if folder is None:
         rows.append(("weights", f"none given (--weights DIR or ${WEIGHTS_ENV}); the tiny demo needs none"))
         return rows
+    from dysink_cli.io.weights_check import describe_weights_dir
+
     found = describe_weights_dir(folder)
     rows.append(("weights", f"{folder} (from {source}): {len(found)} recognised file(s)"))
     rows += [(f"  {name}", kind) for name, kind in found]

@@ -2,6 +2,7 @@
 
 Per-entry values (seconds, seed, preset, output) win over the batch flags, which act as defaults;
 --set applies to every entry. A failing entry is reported and the rest go on; exit 1 if any failed.
+Imports cli.options, cli.progress, render.batch, render.job and render.workdir; render() when it runs.
 """
 
 from __future__ import annotations

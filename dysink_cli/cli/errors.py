@@ -1,7 +1,8 @@
 """The CLI error boundary: one table from error class to exit code, one red line plus the hint.
 
-Exit codes: 2 for usage and config mistakes, 1 for runtime failures, 130 for Ctrl-C. Tracebacks only
-with --debug.
+Every command runs inside `cli_errors`, the one place that turns an error into an exit code: 2 for
+usage, config, weights and output mistakes, 1 for runtime failures, 128 + the signal for a stop
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). Tracebacks only with --debug. Imports errors only.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from rich.console import Console
 from rich.text import Text
 
 from dysink_cli.errors import (
-    CheckpointError,
     ConfigError,
     DysinkError,
     FfmpegError,
@@ -23,19 +23,23 @@ from dysink_cli.errors import (
     OutputError,
     ResumeError,
     TimelineError,
+    WeightsError,
 )
 
-EXIT_INTERRUPTED = 130
+SIGNAL_BASE = 128
+EXIT_INTERRUPTED = SIGNAL_BASE + 2  # SIGINT: Ctrl-C
 
 # error class -> (exit code, label); the most specific class wins (looked up along the MRO).
+# Interrupted's code is the one for Ctrl-C; `lookup` gives 128 + the signal that stopped the render.
 ERROR_TABLE: dict[type[DysinkError], tuple[int, str]] = {
     TimelineError: (2, "timeline error"),
     ConfigError: (2, "config error"),
-    CheckpointError: (2, "checkpoint error"),
+    WeightsError: (2, "weights error"),
     GpuError: (2, "GPU error"),
     OutputError: (2, "output error"),
     FfmpegError: (1, "ffmpeg error"),
     ResumeError: (1, "resume error"),
+    Interrupted: (EXIT_INTERRUPTED, "interrupted"),
     DysinkError: (1, "error"),
 }
 
@@ -43,12 +47,11 @@ ERROR_TABLE: dict[type[DysinkError], tuple[int, str]] = {
 def lookup(err: DysinkError) -> tuple[int, str]:
     """(exit code, label) of an error, by its most specific class in ERROR_TABLE; a stop signal
     exits 128 + its number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), as shells expect."""
+    cls = next(c for c in type(err).__mro__ if c in ERROR_TABLE)
+    code, label = ERROR_TABLE[cls]
     if isinstance(err, Interrupted):
-        return 128 + err.signum, "interrupted"
-    for cls in type(err).__mro__:
-        if cls in ERROR_TABLE:
-            return ERROR_TABLE[cls]  # type: ignore[index]
-    return ERROR_TABLE[DysinkError]
+        code = SIGNAL_BASE + err.signum
+    return code, label
 
 
 def err_console() -> Console:

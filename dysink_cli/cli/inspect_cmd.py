@@ -1,4 +1,8 @@
-"""`dysink inspect`: model-free diagnostics of a rendered video (and its render log)."""
+"""`dysink inspect`: model-free diagnostics of a rendered video (and its render log).
+
+A thin face over diagnostics/: the plot (matplotlib) loads only once the video is measured.
+Imports cli.errors and diagnostics.
+"""
 
 from __future__ import annotations
 
@@ -9,26 +13,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from dysink_cli.cli.errors import cli_errors
+from dysink_cli.cli.render_cmd import DebugOpt
 from dysink_cli.diagnostics import metrics
-from dysink_cli.diagnostics.report import (
-    Report,
-    analyze,
-    log_summary,
-    report_to_json,
-    write_png,
-)
-from dysink_cli.errors import DysinkError
-
-
-def _fail(exc: DysinkError) -> typer.Exit:
-    """Print the error as one red line on stderr; return the Exit to raise."""
-    Console(stderr=True, soft_wrap=True, highlight=False).print(
-        f"[red]error:[/red] {escape(str(exc))}"
-    )
-    return typer.Exit(exc.exit_code)
+from dysink_cli.diagnostics.report import Report, analyze, log_summary, report_to_json
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
@@ -98,9 +88,7 @@ def inspect_command(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option(
-            "-o", "--output", help="PNG to write (default: VIDEO.inspect.png next to the video)."
-        ),
+        typer.Option("-o", "--output", help="PNG to write (default: VIDEO.inspect.png next to the video)."),
     ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the figures and curves as one JSON object.")
@@ -121,6 +109,7 @@ def inspect_command(
             help="Repeat score: compare only with frames at least this many back.",
         ),
     ] = metrics.DEFAULT_MIN_LAG,
+    debug: DebugOpt = False,
 ) -> None:
     """Diagnose a long video without model weights: sink collapse, repetition, flicker.
 
@@ -144,7 +133,7 @@ def inspect_command(
     """
     png = output if output is not None else video.with_suffix(".inspect.png")
     status = Console(stderr=True)
-    try:
+    with cli_errors(debug):
         if json_out or not status.is_terminal:
             report = analyze(video, log, reference_frames, min_lag)
         else:
@@ -155,11 +144,9 @@ def inspect_command(
                         spinner.update(f"decoding frame {n}")
 
                 report = analyze(video, log, reference_frames, min_lag, on_frame=on_frame)
+        from dysink_cli.diagnostics.plot import write_png  # matplotlib loads here
+
         write_png(report, png)
-    except DysinkError as exc:
-        raise _fail(exc) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
     if json_out:
         typer.echo(json.dumps({**report_to_json(report), "png": str(png)}))
     else:

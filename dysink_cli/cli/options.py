@@ -1,7 +1,9 @@
 """Turn command-line options plus a Timeline into a RenderJob, checking all that needs no engine.
 
-Precedence for weights: --weights > $DYSINK_WEIGHTS > the config (preset, timeline settings, --set).
-Default preset: `tiny` (embedded demo) without weights, `dysink` with them.
+Precedence for weights (`resolve_weights_dir`, the one place): --weights > $DYSINK_WEIGHTS > the
+config (preset, timeline settings, --set); the first one given wins, and a missing folder is an
+error, never a fall-back. Default preset: `tiny` (embedded demo) without weights, `dysink` with them.
+Imports config, errors, io.ffmpeg, render.job, render.workdir and timeline: no torch.
 """
 
 from __future__ import annotations
@@ -9,12 +11,12 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from dysink_cli.config import RenderConfig, resolve_config, with_changes
-from dysink_cli.errors import CheckpointError, ConfigError, GpuError, OutputError, TimelineError
+from dysink_cli.errors import ConfigError, GpuError, OutputError, TimelineError, WeightsError
 from dysink_cli.io.ffmpeg import check_output_suffix
 from dysink_cli.render.job import RenderJob
 from dysink_cli.render.workdir import resumable
@@ -103,21 +105,30 @@ def check_device(device: str) -> str:
     return device
 
 
-def weights_from(flag: Path | None, env: Mapping[str, str]) -> tuple[Path | None, str]:
-    """(folder, where it came from): --weights wins over $DYSINK_WEIGHTS."""
-    if flag is not None:
-        return flag, "--weights"
-    if env.get(WEIGHTS_ENV):
-        return Path(env[WEIGHTS_ENV]), f"${WEIGHTS_ENV}"
+def resolve_weights_dir(
+    flag: Path | None, env: Mapping[str, str], config_value: str = ""
+) -> tuple[Path | None, str]:
+    """(folder, where it came from): --weights, else $DYSINK_WEIGHTS, else model.weights; the first
+    one given wins and must be a folder (dysink never falls back to another). (None, "") if none."""
+    given = (("--weights", flag), (f"${WEIGHTS_ENV}", env.get(WEIGHTS_ENV)), ("the config", config_value))
+    for origin, value in given:
+        if value is not None and str(value) != "":
+            folder = Path(value).expanduser()
+            if not folder.is_dir():
+                raise WeightsError(
+                    f"weights folder {folder} (from {origin}) does not exist",
+                    "point it at the folder with the weight files (README: Real weights)",
+                )
+            return folder, origin
     return None, ""
 
 
-def build_config(
+def resolve_render_config(
     opts: RenderOptions, timeline: Timeline, env: Mapping[str, str], preset_fallback: str | None = None
 ) -> RenderConfig:
     """Preset (flag > timeline > fallback > tiny/dysink) + timeline settings + --set + flags."""
-    weights, source = weights_from(opts.weights, env)
-    preset = opts.preset or timeline.preset or preset_fallback or ("dysink" if weights else "tiny")
+    weights_given = opts.weights is not None or bool(env.get(WEIGHTS_ENV))
+    preset = opts.preset or timeline.preset or preset_fallback or ("dysink" if weights_given else "tiny")
     if timeline.settings:
         try:
             resolve_config(preset, (), timeline.settings)
@@ -126,22 +137,13 @@ def build_config(
         except ConfigError as err:
             raise TimelineError(f"{timeline.source} [settings]: {err.message}", err.hint) from None
     cfg = resolve_config(preset, opts.overrides, timeline.settings)
-    if weights is not None:
-        if not weights.is_dir():
-            raise CheckpointError(
-                f"weights folder {weights} (from {source}) does not exist",
-                "point it at the folder with the checkpoints (README: Real weights)",
-            )
-        cfg = with_changes(cfg, "model", weights=str(weights))
-    if cfg.model.name != "tiny" and not cfg.model.weights:
-        raise CheckpointError(
+    folder, _ = resolve_weights_dir(opts.weights, env, cfg.model.weights)
+    if folder is not None:
+        cfg = with_changes(cfg, "model", weights=str(folder))
+    elif cfg.model.name != "tiny":
+        raise WeightsError(
             f"preset {preset!r} runs {cfg.model.name} and needs its weights",
             f"pass --weights DIR or set ${WEIGHTS_ENV}; --preset tiny runs the demo",
-        )
-    if cfg.model.weights and not Path(cfg.model.weights).is_dir():
-        raise CheckpointError(
-            f"weights folder {cfg.model.weights} (from the config) does not exist",
-            "fix model.weights or pass --weights DIR",
         )
     if opts.crf is not None and not 0 <= opts.crf <= 51:
         raise ConfigError(
@@ -164,7 +166,7 @@ def build_job(
     check_exists: bool = True,
 ) -> RenderJob:
     """Everything checked that can be checked before the engine starts; the timeline fits the plan."""
-    cfg = build_config(opts, timeline, env, preset_fallback)
+    cfg = resolve_render_config(opts, timeline, env, preset_fallback)
     seconds = check_seconds(seconds)
     plan = plan_frames(seconds, cfg.output.fps, cfg.engine.frames_per_block)
     timeline.switch_blocks(plan)
@@ -182,7 +184,3 @@ def build_job(
         lossless=opts.lossless,
         log_json=log_json,
     )
-
-
-def overrides_tuple(sets: Sequence[str] | None) -> tuple[str, ...]:
-    return tuple(sets or ())

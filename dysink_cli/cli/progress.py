@@ -1,7 +1,8 @@
-"""Draw engine events with rich: a bar per video (blocks, video seconds, FPS, ETA) and a stats line.
+"""Draw render events with rich: a bar per video (blocks, video seconds, FPS, ETA) and a stats line.
 
 `RenderProgress` is the `on_event` callback handed to render(); --quiet keeps only warnings, and
 `live=False` prints one line per video instead of bars (used by non-zero ranks of a batch).
+Imports render.events only (torch-free).
 """
 
 from __future__ import annotations

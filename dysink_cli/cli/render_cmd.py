@@ -1,4 +1,7 @@
-"""`dysink render`: one video from a prompt or a timeline."""
+"""`dysink render`: one video from a prompt or a timeline; also the options render, batch and resume share.
+
+Imports cli.options, cli.progress, errors and timeline; render() itself only when it runs.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ SetOpt = Annotated[
 ]
 WeightsOpt = Annotated[
     Path | None,
-    typer.Option("--weights", help="Checkpoint folder (else $DYSINK_WEIGHTS, else the preset's)."),
+    typer.Option("--weights", help="Weights folder (else $DYSINK_WEIGHTS, else the preset's)."),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 FpsOpt = Annotated[int | None, typer.Option("--fps", help="Output frame rate (output.fps).")]

@@ -1,4 +1,7 @@
-"""`dysink resume OUT`: continue an interrupted render from its last checkpoint in OUT.dysink/."""
+"""`dysink resume OUT`: continue an interrupted render from its last checkpoint in OUT.dysink/.
+
+Imports cli.options and cli.progress; render() and the work folder's reader only when it runs.
+"""
 
 from __future__ import annotations
 

@@ -17,7 +17,6 @@ import imageio_ffmpeg
 import numpy as np
 
 from dysink_cli.diagnostics import metrics
-from dysink_cli.diagnostics.plot import write_png
 from dysink_cli.errors import ConfigError
 
 __all__ = [
@@ -27,7 +26,6 @@ __all__ = [
     "log_summary",
     "read_log",
     "report_to_json",
-    "write_png",
 ]
 
 _INT_KEYS = ("block", "start_frame", "frames_written", "bank_size", "gate_closures")

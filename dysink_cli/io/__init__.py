@@ -1,1 +1,4 @@
-"""Files in and out: checkpoints, ffmpeg."""
+"""Files in and out: weight files and weights folders, LoRA adapters, ffmpeg (encode, probe, join).
+
+io imports config, errors and model/; never engine, render, cli or parity.
+"""

@@ -1,9 +1,9 @@
-"""Strict weight loading from the published checkpoint layouts; one error names the first mismatches.
+"""Strict weight loading from the published weight-file layouts; one error names the first mismatches.
 
-`read_checkpoint` reads .safetensors, a diffusers shard index or a weights-only .pt/.pth (with
+`read_weight_file` reads .safetensors, a diffusers shard index or a weights-only .pt/.pth (with
 `meta=True` only headers: every tensor on the meta device). `unwrap`, `clean_keys` and
-`pe_state_dict` turn release layouts into the modules' bare keys; `lora_from_checkpoint` + `merge_loras`
-fold PEFT adapters in fp32. `load_strict` checks every key and shape; `materialize` casts and freezes.
+`pe_state_dict` turn release layouts into the modules' bare keys (LoRA adapters: io/lora.py).
+`load_strict` checks every key and shape; `materialize` casts and freezes. Imports errors only.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dysink_cli.errors import CheckpointError
+from dysink_cli.errors import WeightsError
 
 INDEX_SUFFIX = ".safetensors.index.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -72,16 +72,16 @@ def _read_safetensors(path: Path, meta: bool) -> dict[str, Tensor]:
                 piece = f.get_slice(k)
                 dtype = _ST_DTYPES.get(piece.get_dtype())
                 if dtype is None:
-                    raise CheckpointError(
+                    raise WeightsError(
                         f"{path}: tensor {k} has unsupported dtype {piece.get_dtype()}",
                         "convert the file to float32, float16 or bfloat16",
                     )
                 out[k] = torch.empty(piece.get_shape(), dtype=dtype, device="meta")
             return out
-    except CheckpointError:
+    except WeightsError:
         raise
     except Exception as err:  # noqa: BLE001 - safetensors raises its own SafetensorError and OSError
-        raise CheckpointError(f"cannot read {path}: {_first_line(err)}", "re-download the file") from None
+        raise WeightsError(f"cannot read {path}: {_first_line(err)}", "re-download the file") from None
 
 
 def _read_index(path: Path, meta: bool) -> dict[str, Tensor]:
@@ -89,7 +89,7 @@ def _read_index(path: Path, meta: bool) -> dict[str, Tensor]:
     try:
         weight_map = json.loads(path.read_text())["weight_map"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(
+        raise WeightsError(
             f"cannot read shard index {path}: {_first_line(err)}",
             "re-download the index json next to its shards",
         ) from None
@@ -97,14 +97,14 @@ def _read_index(path: Path, meta: bool) -> dict[str, Tensor]:
     for shard in sorted(set(weight_map.values())):
         shard_path = path.parent / shard
         if not shard_path.is_file():
-            raise CheckpointError(
+            raise WeightsError(
                 f"{path} lists shard {shard}, which is not in {path.parent}",
                 "download every shard the index names",
             )
         out.update(_read_safetensors(shard_path, meta))
     missing = sorted(set(weight_map) - set(out))
     if missing:
-        raise CheckpointError(
+        raise WeightsError(
             f"{path}: {len(missing)} keys of the index are in no shard (first: {', '.join(missing[:3])})",
             "re-download the shards",
         )
@@ -128,27 +128,27 @@ def _read_pickle(path: Path, meta: bool) -> Any:
     except pickle.UnpicklingError as err:
         refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if refused is None:
-            raise CheckpointError(f"{path} is not a readable torch checkpoint", "re-download it") from None
-        raise CheckpointError(
+            raise WeightsError(f"{path} is not a readable torch weights file", "re-download it") from None
+        raise WeightsError(
             f"{path} holds Python objects beyond tensors and plain containers ({refused[1]}); "
             "refused to unpickle it",
             "re-save only the weights (torch.save(ckpt['generator'], 'clean.pt')) or convert to safetensors",
         ) from None
     except Exception as err:  # noqa: BLE001 - a damaged file fails anywhere inside torch.load
-        raise CheckpointError(
+        raise WeightsError(
             f"cannot read {path}: {_first_line(err, with_type=True)[:200]}", "re-download it"
         ) from None
     return _to_meta(obj) if meta else obj
 
 
-def read_checkpoint(path: str | Path, meta: bool = False) -> Any:
+def read_weight_file(path: str | Path, meta: bool = False) -> Any:
     """The raw object of a weights file (dict of tensors, or a wrapper dict for .pt files).
 
     meta=True reads headers only: shapes and dtypes, nothing materialised.
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path} does not exist", "check the weights folder and the manifest")
+        raise WeightsError(f"{path} does not exist", "check the weights folder and the manifest")
     name = path.name.lower()
     if name.endswith(INDEX_SUFFIX):
         return _read_index(path, meta)
@@ -156,7 +156,7 @@ def read_checkpoint(path: str | Path, meta: bool = False) -> Any:
         return _read_safetensors(path, meta)
     if name.endswith(PICKLE_SUFFIXES):
         return _read_pickle(path, meta)
-    raise CheckpointError(f"{path}: unknown weights format", "use .safetensors, a shard index, .pt or .pth")
+    raise WeightsError(f"{path}: unknown weights format", "use .safetensors, a shard index, .pt or .pth")
 
 
 def unwrap(obj: Any, source: str | Path, use_ema: bool = True) -> dict[str, Tensor]:
@@ -169,10 +169,10 @@ def unwrap(obj: Any, source: str | Path, use_ema: bool = True) -> dict[str, Tens
             break
         obj = obj[key]
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise CheckpointError(
+        raise WeightsError(
             f"{source}: no state dict found (top-level keys: {', '.join(map(str, top[:8])) or 'none'})",
             f"expected tensors at the top level or under {' / '.join(order)}"
-            + ("" if use_ema else "; set checkpoints.use_ema = true for an EMA-only file"),
+            + ("" if use_ema else "; set files.use_ema = true for an EMA-only file"),
         )
     return dict(obj)
 
@@ -189,7 +189,7 @@ def clean_keys(state: Mapping[str, Tensor], source: str | Path, strip_model: boo
     for key, value in state.items():
         new = clean_key(key, strip_model)
         if new in out:
-            raise CheckpointError(
+            raise WeightsError(
                 f"{source}: keys collide after removing prefixes ({key} -> {new})",
                 "the file mixes wrapped and bare copies of the same weights",
             )
@@ -239,9 +239,9 @@ def timm_to_lcm_pe(state: Mapping[str, Tensor], source: str | Path) -> dict[str,
             out["proj"] = value.t().contiguous()  # (out, W) -> (W, out)
         elif key == "head.bias":
             if not value.is_meta and bool(value.any()):
-                raise CheckpointError(
+                raise WeightsError(
                     f"{source}: head.bias is not zero, but lcm_pe's proj has no bias",
-                    "use a PE-Core checkpoint converted from Meta's release",
+                    "use PE-Core weights converted from Meta's release",
                 )
         elif key.startswith("rope."):
             continue  # timm's fixed RoPE tables; the model recomputes them
@@ -252,7 +252,7 @@ def timm_to_lcm_pe(state: Mapping[str, Tensor], source: str | Path) -> dict[str,
     for part in ("weight", "bias"):
         q, kv = pool.pop(f"attn_pool.q.{part}", None), pool.pop(f"attn_pool.kv.{part}", None)
         if (q is None) != (kv is None):
-            raise CheckpointError(
+            raise WeightsError(
                 f"{source}: attn_pool.q.{part} and attn_pool.kv.{part} must come together",
                 "the file is incomplete; re-download it",
             )
@@ -271,100 +271,6 @@ def pe_state_dict(obj: Any, source: str | Path) -> dict[str, Tensor]:
         state = {k.removeprefix("trunk."): v for k, v in state.items()}
     if "cls_token" in state or "patch_embed.proj.weight" in state:
         state = timm_to_lcm_pe(state, source)
-    return state
-
-
-@dataclass(frozen=True)
-class LoraAdapter:
-    """One PEFT adapter: module name -> (A [r, in], B [out, r]); merged as W + (alpha/r) B A."""
-
-    source: str
-    rank: int
-    alpha: float
-    pairs: dict[str, tuple[Tensor, Tensor]]
-
-    @property
-    def scale(self) -> float:
-        return self.alpha / self.rank
-
-
-_LORA_KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
-
-
-def lora_from_checkpoint(obj: Any, source: str | Path) -> LoraAdapter:
-    """`generator_lora` (+ `lora_config` rank/alpha) or a raw PEFT dict; `critic_lora` is ignored."""
-    config: Mapping[str, Any] = {}
-    if isinstance(obj, Mapping) and isinstance(obj.get("generator_lora"), Mapping):
-        config = obj.get("lora_config") if isinstance(obj.get("lora_config"), Mapping) else {}
-        obj = obj["generator_lora"]
-    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
-        keys = ", ".join(map(str, list(obj)[:6])) if isinstance(obj, Mapping) else type(obj).__name__
-        raise CheckpointError(
-            f"{source}: no LoRA weights found (top-level: {keys})",
-            "expected a generator_lora entry or a raw PEFT state dict",
-        )
-    halves: dict[str, dict[str, Tensor]] = {}
-    for key, value in obj.items():
-        match = _LORA_KEY.match(key.replace(FSDP_INFIX, ""))
-        if match is None:
-            raise CheckpointError(
-                f"{source}: {key} is not a PEFT LoRA key",
-                "expected base_model.model.<module>.lora_A/B[.default].weight",
-            )
-        halves.setdefault(clean_key(match["module"], strip_model=True), {})[match["ab"]] = value
-    broken = [m for m, h in halves.items() if len(h) != 2]
-    if broken:
-        raise CheckpointError(
-            f"{source}: {len(broken)} modules lack lora_A or lora_B (first: {broken[0]})",
-            "the adapter file is incomplete; re-download it",
-        )
-    first_a = next(iter(halves.values()))["A"]
-    rank = int(config.get("rank") or config.get("r") or first_a.shape[0])
-    alpha = float(config.get("alpha") or config.get("lora_alpha") or rank)
-    for module, h in halves.items():
-        if h["A"].ndim != 2 or h["B"].ndim != 2 or h["A"].shape[0] != rank or h["B"].shape[1] != rank:
-            raise CheckpointError(
-                f"{source}: {module} has A {tuple(h['A'].shape)}, B {tuple(h['B'].shape)}, not rank {rank}",
-                "check lora_config.rank against the tensors",
-            )
-    return LoraAdapter(str(source), rank, alpha, {m: (h["A"], h["B"]) for m, h in halves.items()})
-
-
-def merge_loras(
-    state: dict[str, Tensor],
-    adapters: list[LoraAdapter],
-    dtype: torch.dtype | None = None,
-    device: torch.device | str | None = None,
-) -> dict[str, Tensor]:
-    """W <- W + (alpha/r) B @ A for each adapter in order, in fp32 on `device`; only then is each
-    merged weight cast to `dtype` (one weight at a time, so the fp32 copies never pile up).
-    """
-    updates: dict[str, list[tuple[float, Tensor, Tensor]]] = {}
-    for adapter in adapters:
-        for module, (a, b) in adapter.pairs.items():
-            key = f"{module}.weight"
-            w = state.get(key)
-            if w is None:
-                raise CheckpointError(
-                    f"{adapter.source}: LoRA for {module}, which the model does not have",
-                    "the adapter belongs to another model",
-                )
-            if w.ndim != 2 or (b.shape[0], a.shape[1]) != tuple(w.shape):
-                raise CheckpointError(
-                    f"{adapter.source}: LoRA {module} gives {b.shape[0]}x{a.shape[1]}, "
-                    f"the weight is {tuple(w.shape)}",
-                    "the adapter belongs to another model",
-                )
-            updates.setdefault(key, []).append((adapter.scale, a, b))
-    state = dict(state)
-    for key, pairs in updates.items():
-        merged = state[key].to(device=device, dtype=torch.float32)  # (out, in)
-        for scale, a, b in pairs:
-            f32 = {"device": merged.device, "dtype": torch.float32}
-            merged = torch.addmm(
-                merged, b.to(**f32), a.to(**f32), alpha=scale
-            )  # new tensor: files stay intact
-        state[key] = merged if dtype is None else merged.to(dtype)
     return state
 
 
@@ -409,7 +315,7 @@ def load_strict(module: nn.Module, state_dict: dict[str, Tensor], source: str | 
     """Load `state_dict` into `module` (possibly on meta) with exact keys and shapes, assign=True."""
     report = compare_keys(module, state_dict)
     if not report.ok:
-        raise CheckpointError(
+        raise WeightsError(
             f"{source}: weights do not fit the model: {report.summary()}",
             "check that the file is for this model and size",
         )

@@ -1,8 +1,9 @@
 """Weights folders: which file plays which role (`discover`), and the loaders render and parity use.
 
-Standard release names are found in the folder and one level of subfolders; a preset's
-`[checkpoints]` manifest overrides them. Every loader builds its module on the meta device, loads
-strictly (assign=True) and only then casts. A role that was asked for and is absent is an error.
+Standard release names are found in the folder and one level of subfolders; a preset's `[files]`
+manifest overrides them. Every loader builds its module on the meta device, loads strictly
+(assign=True) and only then casts. A role that was asked for and is absent is an error.
+Imports config (the manifest's type), errors, io.weight_files, io.lora and model/.
 """
 
 from __future__ import annotations
@@ -10,21 +11,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from dysink_cli.config import CheckpointsSection
-from dysink_cli.errors import CheckpointError
+from dysink_cli.config import FilesSection
+from dysink_cli.errors import WeightsError
+from dysink_cli.io.lora import merge_loras, parse_lora
 from dysink_cli.io.weight_files import (
     clean_keys,
     load_strict,
-    lora_from_checkpoint,
     materialize,
-    merge_loras,
     pe_state_dict,
-    read_checkpoint,
+    read_weight_file,
     unwrap,
 )
 from dysink_cli.model.config import DiTConfig, PECoreConfig, T5Config, VAEConfig
@@ -33,9 +33,6 @@ from dysink_cli.model.pe_core import PECoreVision
 from dysink_cli.model.t5 import UMT5Encoder
 from dysink_cli.model.tokenizer import HFTokenizer
 from dysink_cli.model.vae import WanVAE
-
-if TYPE_CHECKING:
-    from dysink_cli.parity.fixture import Fixture
 
 WAN_DIT_NAMES = ("diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.safetensors")
 VAE_NAMES = ("Wan2.1_VAE.pth",)
@@ -49,22 +46,7 @@ RELEASES = (
     ("Self-Forcing", "self_forcing_dmd.pt", ()),
 )
 ROLE_NAMES = {"vae": "VAE file", "t5": "T5 file", "tokenizer": "tokenizer folder", "pe": "PE-Core file"}
-DIT_KINDS = ("dit_forward", "causal", "dysink", "interactive", "rolling_sink")
 WEIGHTS_HINT = "pass --weights DIR, set DYSINK_WEIGHTS, or set model.weights in the preset"
-
-
-def resolve_weights_dir(flag: str | Path | None, env: str | None, preset_value: str | None) -> Path | None:
-    """`--weights`, else $DYSINK_WEIGHTS, else model.weights; the first one given wins (None: none given)."""
-    for origin, value in (("--weights", flag), ("DYSINK_WEIGHTS", env), ("model.weights", preset_value)):
-        if value is not None and str(value) != "":
-            path = Path(value).expanduser()
-            if not path.is_dir():
-                raise CheckpointError(
-                    f"weights folder {path} (from {origin}) does not exist or is not a folder",
-                    f"fix {origin}; dysink never falls back to another location",
-                )
-            return path
-    return None
 
 
 @dataclass(frozen=True)
@@ -100,13 +82,13 @@ class WeightsPlan:
         return f"{self.release or 'weights'} from {self.root}: " + "; ".join(parts)
 
     def need(self, role: str, looked_for: tuple[str, ...]) -> Path:
-        """The role's path, or a CheckpointError naming what was looked for and where."""
+        """The role's path, or a WeightsError naming what was looked for and where."""
         path = getattr(self, role)
         if path is None:
-            raise CheckpointError(
+            raise WeightsError(
                 f"no {ROLE_NAMES[role]} in {self.root}: looked for {' or '.join(looked_for)} there "
                 "and in its subfolders",
-                f"add it, or name it under [checkpoints] {role} = ...",
+                f"add it, or name it under [files] {role} = ...",
             )
         return path
 
@@ -128,9 +110,9 @@ def _find(root: Path, patterns: tuple[str, ...], what: str, want_dir: bool = Fal
     )
     if len(hits) > 1:
         names = ", ".join(str(p.relative_to(root)) for p in hits[:4])
-        raise CheckpointError(
+        raise WeightsError(
             f"{root} has several {what} files: {names}",
-            "keep one, or name it in the preset's [checkpoints] section",
+            "keep one, or name it in the preset's [files] section",
         )
     return hits[0] if hits else None
 
@@ -142,9 +124,9 @@ def _find_all(root: Path, pattern: str) -> list[Path]:
 def _manifest_path(root: Path, value: str, key: str, want_dir: bool = False) -> Path:
     path = root / value
     if not (path.is_dir() if want_dir else path.is_file()):
-        raise CheckpointError(
-            f"[checkpoints] {key} = {value!r}: {path} does not exist",
-            "paths in [checkpoints] are relative to the weights folder",
+        raise WeightsError(
+            f"[files] {key} = {value!r}: {path} does not exist",
+            "paths in [files] are relative to the weights folder",
         )
     return path
 
@@ -154,30 +136,30 @@ def _release(root: Path) -> tuple[str, Path | None, tuple[Path, ...]]:
     with_gen = [(name, gen, loras) for name, gen, loras in found if gen is not None]
     if len(with_gen) > 1:
         names = ", ".join(str(gen.relative_to(root)) for _, gen, _ in with_gen)
-        raise CheckpointError(
+        raise WeightsError(
             f"{root} holds generators of several releases: {names}",
-            "name one under [checkpoints] generator = ...",
+            "name one under [files] generator = ...",
         )
     for name, gen, patterns in found:
         loras = tuple(p for pat in patterns for p in _find_all(root, pat))
         if loras and gen is None:
-            raise CheckpointError(
+            raise WeightsError(
                 f"{root} has the {name} LoRA {loras[0].relative_to(root)} but not its base generator",
-                "add the base, or list the files under [checkpoints]",
+                "add the base, or list the files under [files]",
             )
         if gen is not None:
             return name, gen, loras
     return "", None, ()
 
 
-def discover(weights_dir: str | Path, manifest: CheckpointsSection | None = None) -> WeightsPlan:
+def discover(weights_dir: str | Path, manifest: FilesSection | None = None) -> WeightsPlan:
     """Find every role's file in `weights_dir` (standard names) unless the manifest names it."""
-    m = manifest or CheckpointsSection()
+    m = manifest or FilesSection()
     if str(weights_dir) == "":
-        raise CheckpointError("no weights folder given", WEIGHTS_HINT)
+        raise WeightsError("no weights folder given", WEIGHTS_HINT)
     root = Path(weights_dir).expanduser()
     if not root.is_dir():
-        raise CheckpointError(f"weights folder {root} does not exist or is not a folder", WEIGHTS_HINT)
+        raise WeightsError(f"weights folder {root} does not exist or is not a folder", WEIGHTS_HINT)
     if m.generator:
         release, generator, loras = "manifest", _manifest_path(root, m.generator, "generator"), ()
     else:
@@ -210,7 +192,7 @@ def _check_wan_config(index_or_file: Path, dit_cfg: DiTConfig) -> None:
     try:
         data = json.loads(config.read_text())
     except ValueError as err:
-        raise CheckpointError(f"{config} is not valid JSON: {err}", "re-download it") from None
+        raise WeightsError(f"{config} is not valid JSON: {err}", "re-download it") from None
     wrong = [
         f"{k} {data[k]} != {getattr(dit_cfg, k)}"
         for k in sorted(data)
@@ -219,7 +201,7 @@ def _check_wan_config(index_or_file: Path, dit_cfg: DiTConfig) -> None:
         and (tuple(data[k]) if isinstance(data[k], list) else data[k]) != getattr(dit_cfg, k)
     ]
     if wrong:
-        raise CheckpointError(
+        raise WeightsError(
             f"{config} describes another model: {'; '.join(wrong[:3])}",
             "use the Wan2.1-T2V-1.3B folder with model.name = wan-1.3b",
         )
@@ -231,15 +213,15 @@ def dit_base_state(
     """The generator file's weights (EMA preferred when use_ema), else the Wan DiT's; keys cleaned."""
     source = plan.generator or plan.wan_dit
     if source is None:
-        raise CheckpointError(
+        raise WeightsError(
             f"no DiT weights in {plan.root}: looked for a Wan2.1-T2V-1.3B folder "
             f"({WAN_DIT_NAMES[1]}) and the generator files "
             f"{', '.join(g for _, g, _ in RELEASES)}",
-            "add one, or name it under [checkpoints] generator = ...",
+            "add one, or name it under [files] generator = ...",
         )
     if plan.generator is None:
         _check_wan_config(source, dit_cfg)
-    state = unwrap(read_checkpoint(source, meta), source, plan.use_ema)
+    state = unwrap(read_weight_file(source, meta), source, plan.use_ema)
     return clean_keys(state, source, strip_model=True), source
 
 
@@ -252,7 +234,7 @@ def dit_state(
 ) -> tuple[dict[str, Tensor], Path]:
     """`dit_base_state` with the plan's LoRAs merged in order in fp32; merged weights then in `dtype`."""
     state, source = dit_base_state(plan, dit_cfg, meta)
-    adapters = [lora_from_checkpoint(read_checkpoint(p, meta), p) for p in plan.loras]
+    adapters = [parse_lora(read_weight_file(p, meta), p) for p in plan.loras]
     return merge_loras(state, adapters, dtype, device), source
 
 
@@ -271,7 +253,7 @@ def load_generator(
 
 def vae_state(plan: WeightsPlan, meta: bool = False) -> dict[str, Tensor]:
     path = plan.need("vae", VAE_NAMES)
-    return clean_keys(unwrap(read_checkpoint(path, meta), path), path, strip_model=False)
+    return clean_keys(unwrap(read_weight_file(path, meta), path), path, strip_model=False)
 
 
 def load_vae(plan: WeightsPlan, vae_cfg: VAEConfig, dtype: torch.dtype, device: torch.device | str) -> WanVAE:
@@ -280,7 +262,7 @@ def load_vae(plan: WeightsPlan, vae_cfg: VAEConfig, dtype: torch.dtype, device: 
 
 def t5_state(plan: WeightsPlan, meta: bool = False) -> dict[str, Tensor]:
     path = plan.need("t5", T5_NAMES)
-    return clean_keys(unwrap(read_checkpoint(path, meta), path), path, strip_model=False)
+    return clean_keys(unwrap(read_weight_file(path, meta), path), path, strip_model=False)
 
 
 def load_t5(
@@ -304,7 +286,7 @@ def load_text_encoder(
 
 def pe_state(plan: WeightsPlan, meta: bool = False) -> dict[str, Tensor]:
     path = plan.need("pe", PE_NAMES)
-    return pe_state_dict(read_checkpoint(path, meta), path)
+    return pe_state_dict(read_weight_file(path, meta), path)
 
 
 def load_pe(plan: WeightsPlan, pe_cfg: PECoreConfig, device: torch.device | str) -> PECoreVision:
@@ -312,20 +294,3 @@ def load_pe(plan: WeightsPlan, pe_cfg: PECoreConfig, device: torch.device | str)
     return materialize(
         load_strict(_build(PECoreVision, pe_cfg), pe_state(plan), plan.pe), torch.float32, device
     )
-
-
-def fixture_overrides(fx: Fixture, weights_dir: str | Path) -> dict[str, nn.Module]:
-    """Fixture roles ("dit", "vae", "pe", "t5") found in `weights_dir`, loaded in float32 on the CPU."""
-    plan = discover(weights_dir)
-    kind, cfg, f32 = fx.kind(), fx.config, torch.float32
-    out: dict[str, nn.Module] = {}
-    if kind in DIT_KINDS and (plan.generator or plan.wan_dit):
-        out["dit"] = load_generator(plan, fx.dit_config(), f32, "cpu")
-    vae_section = cfg.get("vae") if "vae" in cfg else (cfg["model"] if kind == "vae" else None)
-    if plan.vae and vae_section is not None:
-        out["vae"] = load_vae(plan, fx.vae_config(vae_section), f32, "cpu")
-    if plan.pe and "memory_encoder" in cfg:
-        out["pe"] = load_pe(plan, fx.pe_config(), "cpu")
-    if plan.t5 and kind == "t5":
-        out["t5"] = load_t5(plan, fx.t5_config(), f32, "cpu")
-    return out

@@ -16,7 +16,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from dysink_cli.errors import CheckpointError, ConfigError
+from dysink_cli.errors import ConfigError, WeightsError
 
 PAD_ID = 0
 UMT5_EOS_TOKEN = "</s>"
@@ -107,7 +107,7 @@ class HFTokenizer:
         spiece = folder / "spiece.model"
         if spiece.is_file():
             return cls._from_spiece(spiece, text_len)
-        raise CheckpointError(
+        raise WeightsError(
             f"no tokenizer.json or spiece.model in {folder}",
             "point at the google/umt5-xxl folder shipped with Wan2.1-T2V-1.3B",
         )
@@ -120,17 +120,17 @@ class HFTokenizer:
             tok = RustTokenizer.from_file(str(file))
         except Exception as exc:  # noqa: BLE001 - tokenizers raises bare Exception on bad files
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise CheckpointError(
+            raise WeightsError(
                 f"cannot read {file}: {first_line}", "re-download tokenizer.json"
             ) from None
         eos_id = tok.token_to_id(UMT5_EOS_TOKEN)
         if eos_id is None:
-            raise CheckpointError(
+            raise WeightsError(
                 f"{file} has no {UMT5_EOS_TOKEN} token", "use the umT5 tokenizer.json"
             )
         pad_id = tok.token_to_id(UMT5_PAD_TOKEN)
         if pad_id is not None and pad_id != PAD_ID:
-            raise CheckpointError(
+            raise WeightsError(
                 f"{file} maps {UMT5_PAD_TOKEN} to id {pad_id}, expected 0", "use the umT5 tokenizer"
             )
         tok.no_padding()
@@ -146,13 +146,13 @@ class HFTokenizer:
         try:
             import sentencepiece
         except ImportError:
-            raise CheckpointError(
+            raise WeightsError(
                 f"{file.parent} has spiece.model but no tokenizer.json",
                 "add tokenizer.json from google/umt5-xxl or `pip install sentencepiece`",
             ) from None
         sp = sentencepiece.SentencePieceProcessor(model_file=str(file))
         if sp.pad_id() not in (-1, PAD_ID):
-            raise CheckpointError(
+            raise WeightsError(
                 f"{file} has pad id {sp.pad_id()}, expected 0", "use the umT5 spiece.model"
             )
 

@@ -1,7 +1,8 @@
 """python -m dysink_cli.parity DIR [DIR ...] [--save OUT] [--weights DIR]
 
-Runs each fixture directory through dysink, prints one line per check and `N passed, M failed`;
-exit code 0 only if every check passed.
+Runs each fixture directory through dysink, prints one line per check (PASS, FAIL, or SKIP for an
+output the fixture holds no expected tensor for) and `N passed, M failed`; exit code 0 only if no
+check failed.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from safetensors.torch import save_file
 from dysink_cli.errors import DysinkError
 from dysink_cli.parity.checks import Check, compare_decisions, compare_tensor
 from dysink_cli.parity.fixture import Fixture
+from dysink_cli.parity.presets import preset_checks
 from dysink_cli.parity.procedures import PROCEDURES
 
 
 def run_fixture(path: Path, save: Path | None, weights: Path | None) -> list[Check]:
     fx = Fixture.load(path)
     if weights is not None:
-        from dysink_cli.io.weights import fixture_overrides
+        from dysink_cli.parity.models import fixture_overrides
 
         fx.weights_override = fixture_overrides(fx, weights)
     outputs, decisions = PROCEDURES[fx.kind()](fx)
@@ -35,6 +37,8 @@ def run_fixture(path: Path, save: Path | None, weights: Path | None) -> list[Che
     checks += [Check(f"{fx.name}/{n}", False, "not produced") for n in missing]
     if fx.log is not None:
         checks += compare_decisions(fx, decisions)
+    if weights is None:  # the user's path too: the fixture through the preset a user would pick
+        checks += preset_checks(fx)
     if save is not None:
         out_dir = save / fx.name
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -50,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dysink_cli.parity", description=__doc__)
     parser.add_argument("dirs", nargs="+", type=Path, help="fixture directories")
     parser.add_argument("--save", type=Path, help="write outputs.safetensors and log.json per fixture here")
-    parser.add_argument("--weights", type=Path, help="load the models from this checkpoint folder instead")
+    parser.add_argument("--weights", type=Path, help="load the models from this weights folder instead")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
-    passed = failed = 0
+    passed = skipped = failed = 0
     for path in args.dirs:
         try:
             checks = run_fixture(path, args.save, args.weights)
@@ -63,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             checks = [Check(path.name.rstrip("/") or str(path), False, f"could not run: {err}")]
         for check in checks:
             print(check.line(), flush=True)
-            passed += check.passed
+            skipped += check.skipped
+            passed += check.passed and not check.skipped
             failed += not check.passed
-    print(f"{passed} passed, {failed} failed")
+    print(f"{passed} passed, " + (f"{skipped} skipped, " if skipped else "") + f"{failed} failed")
     return 0 if failed == 0 else 1
 
 

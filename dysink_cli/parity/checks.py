@@ -1,4 +1,8 @@
-"""Compare a run with a fixture: every output tensor within tolerance, every logged decision equal."""
+"""Compare a run with a fixture: every output tensor within tolerance, every logged decision equal.
+
+A check PASSes, FAILs, or is SKIPped: an output the fixture holds no expected tensor for is
+computed but compared with nothing, so it is never reported as a pass. Imports parity.fixture.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +20,16 @@ class Check:
     """One line of the parity report."""
 
     name: str
-    passed: bool
+    passed: bool  # False only for a failure: a skipped check fails nothing
     detail: str
+    skipped: bool = False
+
+    @property
+    def status(self) -> str:
+        return "SKIP" if self.skipped else "PASS" if self.passed else "FAIL"
 
     def line(self) -> str:
-        return f"{'PASS' if self.passed else 'FAIL'} {self.name}: {self.detail}"
+        return f"{self.status} {self.name}: {self.detail}"
 
 
 def compare_tensor(fx: Fixture, name: str, mine: Tensor) -> Check:
@@ -28,7 +37,7 @@ def compare_tensor(fx: Fixture, name: str, mine: Tensor) -> Check:
     ref = fx.expected(name)
     label = f"{fx.name}/{name}"
     if ref is None:
-        return Check(label, True, "computed (no expected tensor in the fixture)")
+        return Check(label, True, "computed; the fixture holds no expected tensor", skipped=True)
     mine = mine.detach().float().cpu()
     if tuple(mine.shape) != tuple(ref.shape):
         return Check(label, False, f"shape {tuple(mine.shape)} != expected {tuple(ref.shape)}")

@@ -6,6 +6,8 @@ warp, changes the rollout and fails here. Imports config, render.assemble, engin
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from dysink_cli.config import resolve_config
 from dysink_cli.engine.loop_spec import LoopSpec
 from dysink_cli.parity.checks import Check, compare_decisions, compare_tensor
@@ -51,4 +53,4 @@ def preset_checks(fx: Fixture, extra: tuple[str, ...] = ()) -> list[Check]:
         computed, listed = listed_timesteps(fx)
         ok = listed is not None and all(abs(a - b) < 1e-4 for a, b in zip(computed, listed, strict=True))
         checks.append(Check("timesteps", ok, f"computed {list(computed)}, fixture lists {listed}"))
-    return [Check(f"{c.name} (preset {preset})", c.passed, c.detail) for c in checks]
+    return [replace(c, name=f"{c.name} (preset {preset})") for c in checks]

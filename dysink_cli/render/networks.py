@@ -43,7 +43,7 @@ class NetworkSource:
 
     def __init__(self, cfg: RenderConfig) -> None:
         self.cfg = cfg
-        self.plan = None if cfg.model.name == "tiny" else weights.discover(cfg.model.weights, cfg.checkpoints)
+        self.plan = None if cfg.model.name == "tiny" else weights.discover(cfg.model.weights, cfg.files)
 
     @torch.no_grad()
     def encode_prompts(

@@ -151,7 +151,7 @@ class WorkDir:
         """The checkpoint this job continues, or None for a fresh start (errors for a clash)."""
         out = self.output
         if job.overwrite:
-            self.remove()
+            self._clear()
             return None
         checkpoint = self.load() if self.path.is_dir() else None
         if checkpoint is None:
@@ -257,6 +257,16 @@ class WorkDir:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+    def _clear(self) -> None:
+        """Empty the folder for a fresh start (--overwrite), keeping the lock this process holds."""
+        for entry in self.path.iterdir():
+            if entry.name == LOCK_FILE:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def job_from_checkpoint(output: Path, device: str = "auto", log_json: Path | None = None) -> RenderJob:

@@ -16,18 +16,18 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from typer.testing import CliRunner
 
-from dysink_cli.cli import weights_cmd
-from dysink_cli.config import CheckpointsSection, resolve_config
-from dysink_cli.errors import CheckpointError
-from dysink_cli.io.weight_files import read_checkpoint
+from dysink_cli.cli.app import app
+from dysink_cli.config import FilesSection, resolve_config
+from dysink_cli.errors import WeightsError
+from dysink_cli.io.weight_files import read_weight_file
 from dysink_cli.io.weights import (
     discover,
     load_generator,
     load_pe,
     load_text_encoder,
     load_vae,
-    resolve_weights_dir,
 )
+from dysink_cli.io.weights_check import ModelConfigs, check_plan
 from dysink_cli.model.config import PE_CORE_S16_384, UMT5_XXL, WAN_1_3B, WAN_VAE
 from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.pe_core import PECoreVision
@@ -46,7 +46,6 @@ TEXT_TOWER = (
     "text_projection",
     "logit_scale",
 )
-
 
 
 def _weights(fixture: str, name: str = "weights.safetensors") -> dict[str, Tensor]:
@@ -183,7 +182,7 @@ def test_wan_config_json_must_match_the_model(tmp_path):
     folder = _wan_folder(tmp_path, "dit_forward")
     (folder / "config.json").write_text(json.dumps({"dim": 1536, "num_layers": 30}))
     cfg = Fixture.load(FIXTURES / "dit_forward").dit_config()
-    with pytest.raises(CheckpointError, match="describes another model: dim 1536 != 64"):
+    with pytest.raises(WeightsError, match="describes another model: dim 1536 != 64"):
         load_generator(discover(tmp_path), cfg, torch.float32, "cpu")
 
 
@@ -208,11 +207,11 @@ def test_generator_file_replays_causal_window(tmp_path, capsys, layout):
         torch.save({"model": _prefixed(state, "model.")}, root / "stage1_base.pt")
     else:
         save_file(_prefixed(state, "model."), root / "my_generator.safetensors")
-        (root / "preset.toml").write_text('[checkpoints]\ngenerator = "my_generator.safetensors"\n')
+        (root / "preset.toml").write_text('[files]\ngenerator = "my_generator.safetensors"\n')
     _wan_folder(root, "dit_forward")  # a Wan DiT is present, and must be overridden entirely
     if layout == "safetensors":
         cfg = resolve_config(str(root / "preset.toml"))
-        plan = discover(root, cfg.checkpoints)
+        plan = discover(root, cfg.files)
         dit = load_generator(
             plan, Fixture.load(FIXTURES / "causal_window").dit_config(), torch.float32, "cpu"
         )
@@ -230,7 +229,7 @@ def test_use_ema_false_reads_the_raw_generator(tmp_path):
     )
     cfg = Fixture.load(FIXTURES / "dit_forward").dit_config()
     ema = load_generator(discover(tmp_path), cfg, torch.float32, "cpu")
-    plain = load_generator(discover(tmp_path, CheckpointsSection(use_ema=False)), cfg, torch.float32, "cpu")
+    plain = load_generator(discover(tmp_path, FilesSection(use_ema=False)), cfg, torch.float32, "cpu")
     key = "blocks.0.self_attn.q.weight"
     assert torch.equal(ema.state_dict()[key], state[key]) and torch.equal(plain.state_dict()[key], raw[key])
 
@@ -274,7 +273,7 @@ def test_longlive_release_folder_replays_static_sink(tmp_path, capsys):
 
 def test_self_forcing_release_replays_rolling_sink(tmp_path, capsys):
     state = _weights("rolling_sink")
-    folder = tmp_path / "checkpoints"
+    folder = tmp_path / "weights"
     folder.mkdir()
     ema = {_fsdp(k): v for k, v in state.items()}
     torch.save(
@@ -339,12 +338,12 @@ def test_t5_bf16_pth_loads_exactly_and_upcasts(tmp_path):
 @pytest.mark.parametrize("layout", ["meta_pt", "timm", "open_clip"])
 def test_pe_core_layouts_load_to_the_fixture_tower(tmp_path, layout):
     pe = _weights("dysink_rollout", "pe_weights.safetensors")
-    manifest = CheckpointsSection()
+    manifest = FilesSection()
     if layout == "meta_pt":
         torch.save(_meta_pe(pe), tmp_path / "PE-Core-S16-384.pt")
     elif layout == "timm":
         save_file(_timm_pe(pe), tmp_path / "pe_timm.safetensors")
-        manifest = CheckpointsSection(pe="pe_timm.safetensors")
+        manifest = FilesSection(pe="pe_timm.safetensors")
     else:
         text = {k: torch.full((3, 5), 7.0) for k in TEXT_TOWER}
         save_file(
@@ -360,7 +359,7 @@ def test_timm_head_bias_must_be_zero(tmp_path):
     timm = _timm_pe(_weights("dysink_rollout", "pe_weights.safetensors"))
     timm["head.bias"] = torch.ones_like(timm["head.bias"])
     save_file(timm, tmp_path / "open_clip_model.safetensors")
-    with pytest.raises(CheckpointError, match="head.bias is not zero"):
+    with pytest.raises(WeightsError, match="head.bias is not zero"):
         load_pe(discover(tmp_path), Fixture.load(FIXTURES / "dysink_rollout").pe_config(), "cpu")
 
 
@@ -385,7 +384,7 @@ def test_mismatch_is_one_error_line_naming_keys_and_file(tmp_path, change, expec
         state["model.head.head.bias"] = torch.zeros(63)
     torch.save({"generator": state}, tmp_path / "stage1_base.pt")
     cfg = Fixture.load(FIXTURES / "dit_forward").dit_config()
-    with pytest.raises(CheckpointError) as err:
+    with pytest.raises(WeightsError) as err:
         load_generator(discover(tmp_path), cfg, torch.float32, "cpu")
     text = str(err.value)
     assert expect in text and str(tmp_path / "stage1_base.pt") in text and "\n" not in text
@@ -405,7 +404,7 @@ def test_pickle_that_is_not_weights_only_is_refused(tmp_path, payload):
     extra = argparse.Namespace(lr=1e-4) if payload == "namespace" else _Evil(marker)
     torch.save({"generator": _weights("dit_forward"), "args": extra}, tmp_path / "self_forcing_dmd.pt")
     cfg = Fixture.load(FIXTURES / "dit_forward").dit_config()
-    with pytest.raises(CheckpointError, match="refused to unpickle") as err:
+    with pytest.raises(WeightsError, match="refused to unpickle") as err:
         load_generator(discover(tmp_path), cfg, torch.float32, "cpu")
     assert "re-save only the weights" in err.value.hint and not marker.exists()
 
@@ -417,7 +416,7 @@ def test_legacy_pt_loads_weights_only_and_a_damaged_file_is_one_error(tmp_path):
     vae = load_vae(discover(tmp_path), fx.vae_config(fx.config["model"]), torch.float32, "cpu")
     assert torch.equal(vae.state_dict()["decoder.head.2.weight"], state["decoder.head.2.weight"])
     (tmp_path / "Wan2.1_VAE.pth").write_bytes(b"not a checkpoint" * 8)
-    with pytest.raises(CheckpointError, match="Wan2.1_VAE.pth is not a readable torch checkpoint"):
+    with pytest.raises(WeightsError, match="Wan2.1_VAE.pth is not a readable torch weights file"):
         load_vae(discover(tmp_path), fx.vae_config(fx.config["model"]), torch.float32, "cpu")
 
 
@@ -428,7 +427,7 @@ def test_lora_for_a_missing_module_is_an_error(tmp_path):
     torch.save({"generator": _weights("dit_forward")}, tmp_path / "longlive_base.pt")
     torch.save({"generator_lora": lora}, tmp_path / "lora.pt")
     cfg = Fixture.load(FIXTURES / "dit_forward").dit_config()
-    with pytest.raises(CheckpointError, match="LoRA for blocks.7.ffn.0, which the model does not have"):
+    with pytest.raises(WeightsError, match="LoRA for blocks.7.ffn.0, which the model does not have"):
         load_generator(discover(tmp_path), cfg, torch.float32, "cpu")
 
 
@@ -437,7 +436,7 @@ def test_headers_only_reading_gives_meta_tensors(tmp_path):
     save_file(state, tmp_path / "a.safetensors")
     torch.save({"generator": {k: v.bfloat16() for k, v in state.items()}}, tmp_path / "b.pt")
     for name, dtype in (("a.safetensors", torch.float32), ("b.pt", torch.bfloat16)):
-        got = read_checkpoint(tmp_path / name, meta=True)
+        got = read_weight_file(tmp_path / name, meta=True)
         got = got.get("generator", got)
         assert all(v.is_meta and v.dtype == dtype and v.shape == state[k].shape for k, v in got.items())
 
@@ -445,74 +444,93 @@ def test_headers_only_reading_gives_meta_tensors(tmp_path):
 # ---- discovery and the weights folder ------------------------------------------------------------
 
 
-def test_resolve_weights_dir_first_given_wins_and_never_falls_back(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir(), b.mkdir()
-    assert resolve_weights_dir(str(a), str(b), str(b)) == a
-    assert resolve_weights_dir(None, str(b), str(a)) == b
-    assert resolve_weights_dir("", "", str(a)) == a
-    assert resolve_weights_dir(None, None, "") is None
-    with pytest.raises(CheckpointError, match="from --weights"):
-        resolve_weights_dir(str(tmp_path / "nope"), str(b), "")
-
-
 def test_discovery_errors_name_what_is_missing_and_where(tmp_path):
     torch.save({}, tmp_path / "stage1_base.pt")
     torch.save({}, tmp_path / "self_forcing_dmd.pt")
-    with pytest.raises(CheckpointError, match="generators of several releases"):
+    with pytest.raises(WeightsError, match="generators of several releases"):
         discover(tmp_path)
     (tmp_path / "self_forcing_dmd.pt").unlink()
     (tmp_path / "stage1_base.pt").rename(tmp_path / "stage2_lora.pt")
-    with pytest.raises(CheckpointError, match="DySink LoRA stage2_lora.pt but not its base"):
+    with pytest.raises(WeightsError, match="DySink LoRA stage2_lora.pt but not its base"):
         discover(tmp_path)
     (tmp_path / "stage2_lora.pt").unlink()
     plan = discover(tmp_path)
-    with pytest.raises(CheckpointError, match=r"no VAE file in .*looked for Wan2.1_VAE.pth"):
+    with pytest.raises(WeightsError, match=r"no VAE file in .*looked for Wan2.1_VAE.pth"):
         load_vae(plan, WAN_VAE, torch.float32, "cpu")
-    with pytest.raises(CheckpointError, match="no DiT weights"):
+    with pytest.raises(WeightsError, match="no DiT weights"):
         load_generator(plan, WAN_1_3B, torch.float32, "cpu")
-    with pytest.raises(CheckpointError, match=r"\[checkpoints\] vae = 'x.pth'"):
-        discover(tmp_path, CheckpointsSection(vae="x.pth"))
+    with pytest.raises(WeightsError, match=r"\[files\] vae = 'x.pth'"):
+        discover(tmp_path, FilesSection(vae="x.pth"))
 
 
 # ---- dysink weights check -------------------------------------------------------------------------
 
 
-def test_weights_check_cli(tmp_path, monkeypatch):
-    fx = Fixture.load(FIXTURES / "dysink_rollout")
-    monkeypatch.setattr(weights_cmd, "WAN_1_3B", fx.dit_config())
-    monkeypatch.setattr(weights_cmd, "WAN_VAE", fx.vae_config(fx.config["vae"]))
-    monkeypatch.setattr(weights_cmd, "UMT5_XXL", Fixture.load(FIXTURES / "t5_encoder").t5_config())
-    monkeypatch.setitem(weights_cmd.PE_CORE_CONFIGS, "PE-Core-S16-384", fx.pe_config())
+def _release_folder(folder: Path) -> dict[str, Tensor]:
+    """A DySink release folder built from the dysink_rollout fixture (base + LoRA); its DiT state."""
     state = _weights("dysink_rollout")
     base, lora = _split_lora(state, rank=2, alpha=2.0, seed=0, default=True)
-    torch.save({"generator": _prefixed(base, "model.")}, tmp_path / "stage1_base.pt")
-    torch.save({"generator_lora": lora}, tmp_path / "stage2_lora.pt")
-    torch.save(
-        _meta_pe(_weights("dysink_rollout", "pe_weights.safetensors")), tmp_path / "PE-Core-S16-384.pt"
-    )
-    torch.save(_weights("dysink_rollout", "vae_weights.safetensors"), tmp_path / "Wan2.1_VAE.pth")
+    torch.save({"generator": _prefixed(base, "model.")}, folder / "stage1_base.pt")
+    torch.save({"generator_lora": lora}, folder / "stage2_lora.pt")
+    torch.save(_meta_pe(_weights("dysink_rollout", "pe_weights.safetensors")), folder / "PE-Core-S16-384.pt")
+    torch.save(_weights("dysink_rollout", "vae_weights.safetensors"), folder / "Wan2.1_VAE.pth")
     torch.save(
         {k: v.bfloat16() for k, v in _weights("t5_encoder").items()},
-        tmp_path / "models_t5_umt5-xxl-enc-bf16.pth",
+        folder / "models_t5_umt5-xxl-enc-bf16.pth",
     )
-    _tokenizer_folder(tmp_path)
-    runner = CliRunner()
-    result = runner.invoke(weights_cmd.weights_app, ["check", str(tmp_path)], terminal_width=200)
-    assert result.exit_code == 0, result.output
-    assert "usable" in result.output and "bfloat16" in result.output and "rank 2" in result.output
+    _tokenizer_folder(folder)
+    return base
+
+
+def test_weights_check_reads_headers_against_the_given_models(tmp_path):
+    fx = Fixture.load(FIXTURES / "dysink_rollout")
+    configs = ModelConfigs(
+        dit=fx.dit_config(),
+        vae=fx.vae_config(fx.config["vae"]),
+        t5=Fixture.load(FIXTURES / "t5_encoder").t5_config(),
+        pe=fx.pe_config(),
+    )
+    base = _release_folder(tmp_path)
+    rows = {r.role: r for r in check_plan(discover(tmp_path), configs)}
+    assert list(rows) == ["generator", "lora 1", "vae", "t5", "tokenizer", "pe"]
+    assert all(r.status == "ok" for r in rows.values()), [(r.role, r.detail) for r in rows.values()]
+    assert rows["t5"].dtype == "bfloat16" and rows["lora 1"].detail.startswith("rank 2, alpha 2")
+    assert rows["generator"].params == sum(v.numel() for v in base.values())
+    n = len(base)
     del base["blocks.0.norm3.bias"]
     torch.save({"generator": _prefixed(base, "model.")}, tmp_path / "stage1_base.pt")
-    result = runner.invoke(weights_cmd.weights_app, ["check", str(tmp_path)], terminal_width=200)
-    assert result.exit_code == 2
-    assert f"{len(state) - 1}/{len(state)} keys fit; 1 missing (first: blocks.0.norm3.bias)" in result.output
+    (dit, *_) = check_plan(discover(tmp_path), configs)
+    assert dit.status == "wrong" and dit.problem
+    assert dit.detail.startswith(f"{n - 1}/{n} keys fit; 1 missing (first: blocks.0.norm3.bias)")
+    (tmp_path / "PE-Core-S16-384.pt").unlink()
+    pe = check_plan(discover(tmp_path), configs, need_pe=False)[-1]
+    assert (pe.status, pe.problem) == ("skipped", False)
 
 
 def test_weights_check_cli_reports_missing_roles(tmp_path):
-    result = CliRunner().invoke(weights_cmd.weights_app, ["check", str(tmp_path)], terminal_width=200)
+    runner = CliRunner()
+    result = runner.invoke(app, ["weights", "check", str(tmp_path)], terminal_width=200)
     assert result.exit_code == 2 and "missing" in result.output and "Wan2.1_VAE.pth" in result.output
-    result = CliRunner().invoke(weights_cmd.weights_app, ["check", str(tmp_path / "nope")])
-    assert result.exit_code == 2 and "does not exist" in result.output
+    assert "weights error:" in result.output and "is not usable: dit, vae, t5, tokenizer, pe" in result.output
+    result = runner.invoke(app, ["weights", "check", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "weights error:" in result.output and "does not exist" in result.output
+    result = runner.invoke(app, ["weights", "check", str(tmp_path), "--pe-core", "PE-Core-X"])
+    assert result.exit_code == 2 and "--pe-core 'PE-Core-X' is not one of" in result.output
+
+
+def test_parity_runner_skips_an_output_the_fixture_does_not_hold(tmp_path, capsys):
+    """An output with no expected tensor is computed and printed as SKIP, never as PASS."""
+    src = FIXTURES / "dit_forward"
+    dst = tmp_path / "no_expected_output"
+    shutil.copytree(src, dst)
+    io = load_file(src / "io.safetensors")
+    save_file({k: v for k, v in io.items() if k != "flow_pred"}, dst / "io.safetensors")
+    assert parity_main([str(dst)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines == [
+        "SKIP no_expected_output/flow_pred: computed; the fixture holds no expected tensor",
+        "0 passed, 1 skipped, 0 failed",
+    ]
 
 
 # ---- full-size layouts (meta device) --------------------------------------------------------------
