@@ -292,26 +292,20 @@ def test_bank_spills_without_blocking(tmp_path: Path, monkeypatch: pytest.Monkey
     bank.close()
 
 
-def test_parity_fixtures_with_bank_forced_to_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dysink_cli.parity import procedures
-    from dysink_cli.parity.__main__ import run_fixture
+def test_parity_fixtures_with_bank_forced_to_disk(tmp_path: Path) -> None:
+    from dysink_cli.parity.checks import compare_decisions, compare_tensor
+    from dysink_cli.parity.fixture import Fixture
+    from dysink_cli.parity.procedures import run_pipeline
 
-    banks: list[MemoryBank] = []
-
-    def disk_bank(max_entries: int = 0, device: torch.device | str = "cpu") -> MemoryBank:
-        bank = MemoryBank(
-            max_entries, work_dir=tmp_path / f"bank{len(banks)}", ram_gb=0.0, gpu_entries=0, device=device
-        )
-        banks.append(bank)
-        return bank
-
-    monkeypatch.setattr(procedures, "MemoryBank", disk_bank)  # the bank the parity run builds
     for name in ("dysink_rollout", "interactive_switch"):
-        checks = run_fixture(FIXTURES / name, None, None)
+        fx = Fixture.load(FIXTURES / name)
+        max_entries = fx.config["pipeline"].get("memory_max_entries") or 0
+        bank = MemoryBank(max_entries, work_dir=tmp_path / name, ram_gb=0.0, gpu_entries=0)
+        outputs, decisions = run_pipeline(fx, bank=bank)
+        checks = [compare_tensor(fx, n, outputs[n]) for n in ("latents", "x0_per_step")]
+        checks += compare_decisions(fx, decisions)
         failed = [c.line() for c in checks if not c.passed]
         assert checks and not failed, failed
-    assert len(banks) == 2
-    for bank in banks:
         stats = bank.stats()
         assert stats["spills"] >= stats["entries"] > 0 and stats["reloads_disk_to_ram"] > 0
         assert stats["retrieved"] > 0 and stats["ram_bytes"] == 0

@@ -111,9 +111,10 @@ def _step_noise(fx: Fixture, blocks: int, steps: int, fpb: int) -> Tensor:
 
 
 @torch.no_grad()
-def run_pipeline(fx: Fixture, spec: LoopSpec | None = None) -> Result:
+def run_pipeline(fx: Fixture, spec: LoopSpec | None = None, bank: MemoryBank | None = None) -> Result:
     """Causal window / static sink / DySink / interactive DySink rollouts (spec: the loop settings
-    to use instead of the fixture's own, e.g. a preset's)."""
+    to use instead of the fixture's own, e.g. a preset's; bank: an empty bank to use, e.g. one
+    that spills to disk, instead of an in-RAM one)."""
     spec, p = spec or _pipeline_spec(fx), fx.config["pipeline"]
     blocks, fpb = p["num_blocks"], spec.frames_per_block
     dit = load_dit(fx)
@@ -127,7 +128,7 @@ def run_pipeline(fx: Fixture, spec: LoopSpec | None = None) -> Result:
         spec,
         noise,
         tuple(fx.io["noise"].shape[-2:]),
-        bank=MemoryBank(p.get("memory_max_entries") or 0),
+        bank=bank if bank is not None else MemoryBank(p.get("memory_max_entries") or 0),
     )
     prompts = [fx.io[k] for k in sorted(k for k in fx.io if k.startswith("prompt_embeds"))]
     switches = list(p.get("switch_frame_indices", []))

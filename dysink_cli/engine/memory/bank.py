@@ -15,26 +15,23 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
 
+from dysink_cli.engine.memory.persistence import BankPersistence
 from dysink_cli.engine.memory.store import (
-    KV_FORMATS,
     DeviceKV,
     DeviceLoader,
     Payload,
     SpillWriter,
-    check_entry,
     decode_kv,
     encode_entry,
     open_work_dir,
     read_entry,
-    remove_orphans,
 )
-from dysink_cli.engine.memory.types import COUNTERS, EVICTION_POLICY, STATE_VERSION, BankEntry, DiskFile
-from dysink_cli.errors import ConfigError, ResumeError
+from dysink_cli.engine.memory.types import COUNTERS, EVICTION_POLICY, BankEntry, DiskFile
+from dysink_cli.errors import ConfigError
 
 __all__ = ["EVICTION_POLICY", "BankEntry", "MemoryBank"]
 
@@ -57,7 +54,7 @@ class BankEntries(Sequence[BankEntry]):
         return (self._bank.entry(p) for p in range(len(self._bank)))
 
 
-class MemoryBank:
+class MemoryBank(BankPersistence):
     """Entries in insertion order with tiered payloads; see EVICTION_POLICY for the caps."""
 
     def __init__(
@@ -74,16 +71,6 @@ class MemoryBank:
         """checkpoint_blocks: blocks between checkpoints. Files of entries evicted since the last
         checkpoint stay on disk until the next one (at most one per block), so that many entries
         of headroom are kept inside disk_gb: bank files never exceed disk_gb."""
-        for key, value in (("max_entries", max_entries), ("ram_gb", ram_gb), ("gpu_entries", gpu_entries)):
-            if value < 0:
-                raise ConfigError(f"bank.{key} = {value} is negative", f"set bank.{key} to 0 or more")
-        if disk_gb <= 0:
-            raise ConfigError(f"bank.disk_gb = {disk_gb} must be positive", "set bank.disk_gb above 0")
-        if dtype not in KV_FORMATS:
-            raise ConfigError(
-                f"bank.dtype = {dtype!r} is not one of {', '.join(KV_FORMATS)}",
-                "set bank.dtype to one of them",
-            )
         self.max_entries, self.gpu_entries, self.dtype = max_entries, gpu_entries, dtype
         self.device = torch.device(device)
         self.work_dir = None if work_dir is None else open_work_dir(Path(work_dir))
@@ -363,81 +350,6 @@ class MemoryBank:
     def flush(self) -> None:
         """Wait for every queued spill write and file delete; raise the first write error."""
         self._writer.flush()
-
-    def checkpoint(self) -> dict[str, Any]:
-        """Write every entry not yet on disk, wait, and return the state (see `state_dict`).
-
-        Files named by this state are kept until the next checkpoint, so the state stays loadable.
-        """
-        if self.work_dir is None:
-            raise ValueError("checkpoint() needs a bank with a work folder")
-        for eid in self._ids:
-            if not self._is_clean(eid):
-                self._write(eid, self._ram[eid])
-        self.flush()
-        state = self.state_dict()
-        self._protected = {row["file"] for row in state["entries"]}
-        for name in [n for n in self._deferred if n not in self._protected]:
-            (self.work_dir / name).unlink(missing_ok=True)
-            del self._deferred[name]
-        return state
-
-    def state_dict(self) -> dict[str, Any]:
-        """Index, descriptors (N, D) tensor, file names (None for an entry only in RAM), counters."""
-        rows = [
-            {
-                "id": eid,
-                "frame_index": frame,
-                "version": self._version[eid],
-                "nbytes": self._nbytes[eid],
-                "file": self._files[eid].name if self._is_clean(eid) else None,
-            }
-            for eid, frame in zip(self._ids, self._frames, strict=True)
-        ]
-        return {
-            "state_version": STATE_VERSION,
-            "dtype": self.dtype,
-            "next_id": self._next_id,
-            "entries": rows,
-            "descriptors": self._desc.clone(),
-            "counters": dict(self.counters),
-        }
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        """Reopen `checkpoint()`'s state on this fresh bank (same work folder and options).
-
-        Files the state does not name (written after that checkpoint) are deleted.
-        """
-        if self.work_dir is None or self._ids:
-            raise ValueError("load_state() needs a fresh bank with a work folder")
-        try:
-            if state["state_version"] != STATE_VERSION:
-                raise ValueError(f"state version {state['state_version']}, expected {STATE_VERSION}")
-            rows, desc = state["entries"], state["descriptors"]
-            if rows and desc.shape[0] != len(rows):
-                raise ValueError(f"{len(rows)} entries but {desc.shape[0]} descriptors")
-            for row in rows:
-                if row["file"] is None:
-                    raise ValueError(f"the entry of frame {row['frame_index']} was never written to disk")
-                eid = int(row["id"])
-                check_entry(self.work_dir / row["file"], int(row["nbytes"]))
-                self._ids.append(eid)
-                self._frames.append(int(row["frame_index"]))
-                self._version[eid], self._nbytes[eid] = int(row["version"]), int(row["nbytes"])
-                self._files[eid] = DiskFile(row["file"], int(row["version"]), int(row["nbytes"]))
-            self._desc = desc.float().clone() if rows else torch.zeros(0, 0)
-            self._next_id = int(state["next_id"])
-            self.counters.update({k: int(v) for k, v in state.get("counters", {}).items() if k in COUNTERS})
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise ResumeError(
-                f"the memory-bank state in the checkpoint is not usable: {err}",
-                "start the render again without resuming",
-            ) from None
-        self._protected = {f.name for f in self._files.values()}
-        for name in remove_orphans(self.work_dir, self._protected):
-            log.info("memory bank: removed %s (written after the checkpoint)", name)
-        self._apply_caps()
-        self._spill_over_budget()
 
     def stats(self) -> dict[str, int]:
         """Counters (retrieved, spills, reloads disk->RAM and RAM->GPU, evictions) and entries/bytes per tier.
