@@ -44,6 +44,15 @@ def test_write_probe_and_read_back(tmp_path: Path, suffix: str, low_latency: boo
     assert err < 8
 
 
+@pytest.mark.parametrize("name", ["-o.mp4", "-it's a vidéo.mkv", "two  spaces 'quoted'.mp4"])
+def test_relative_names_with_dashes_quotes_and_unicode(tmp_path: Path, monkeypatch, name: str) -> None:
+    monkeypatch.chdir(tmp_path)  # a relative name that starts with "-" must not read as an option
+    with FfmpegSink(Path(name), W, H, FPS) as sink:
+        sink.write(smooth_frames(0, 5))
+    assert probe_video(Path(name)) == (5, W, H) and len(list(read_frames(Path(name)))) == 5
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
 @pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
 def test_lossless_round_trip_is_bit_exact(tmp_path: Path, suffix: str) -> None:
     rng = np.random.default_rng(0)

@@ -136,7 +136,8 @@ class FfmpegSink:
             "-framerate", str(self.fps), "-i", "pipe:0", "-an",
             *codec_args(self.path.suffix, lossless=self.lossless, crf=self.crf, fps=self.fps,
                         low_latency=self.low_latency, encoders=encoders),
-            *meta, "-flush_packets", "1", "-f", CONTAINERS[self.path.suffix.lower()], str(self.path),
+            *meta, "-flush_packets", "1", "-f", CONTAINERS[self.path.suffix.lower()],
+            str(self.path.absolute()),  # absolute: a name that starts with "-" is never an option
         ]  # fmt: skip
 
     def open(self) -> FfmpegSink:
