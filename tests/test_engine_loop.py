@@ -105,3 +105,30 @@ def test_state_round_trip_continues_bit_exactly() -> None:
     assert fresh.block == 3 and fresh.cache.global_end == gen.cache.global_end
     resumed = run(fresh, 3)
     assert all(torch.equal(x, y) for x, y in zip(straight[3:], resumed, strict=True))
+
+
+@pytest.mark.parametrize("roundtrip", [True, False])
+def test_retrieved_kv_are_the_stored_kv_rounded_through_bf16(roundtrip: bool) -> None:
+    spec = LoopSpec(
+        policy="dysink", window_frames=3, capacity_frames=9, top_k=2, retrieved_bf16_roundtrip=roundtrip
+    )
+    gen, dit = generator(spec)
+    seen: list = []
+    forward = dit.forward
+
+    def spy(x, t, text_kv, rope, ctx, backend="sdpa"):
+        if ctx.memory:
+            seen.append([[(k.clone(), v.clone()) for k, v in layer] for layer in ctx.memory])
+        return forward(x, t, text_kv, rope, ctx, backend)
+
+    dit.forward = spy  # type: ignore[method-assign]
+    run(gen, 4)  # block 0 is stored, then retrieved once outside the exclusion span
+    stored = gen.memory.bank.entry(0)  # type: ignore[union-attr]
+    assert seen, "nothing was retrieved"
+    for layer, entries in enumerate(seen[0]):
+        ((k, v),) = entries
+        want_k, want_v = stored.k[layer], stored.v[layer]
+        if roundtrip:
+            want_k, want_v = want_k.to(torch.bfloat16).float(), want_v.to(torch.bfloat16).float()
+            assert not torch.equal(want_k, stored.k[layer])  # the rounding is visible in fp32
+        assert torch.equal(k, want_k) and torch.equal(v, want_v)
