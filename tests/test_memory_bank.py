@@ -18,8 +18,8 @@ from dysink_cli.engine.memory import store as bank_store
 from dysink_cli.engine.memory.bank import BankEntry, MemoryBank
 from dysink_cli.engine.memory.store import Payload, SpillWriter
 from dysink_cli.errors import ConfigError, OutputError, ResumeError
+from tests.conftest import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 SHAPE = (2, 1, 6, 2, 4)  # (L, B, n, H, D)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,8 +13,7 @@ from dysink_cli.engine.memory.descriptors import describe_frames, frames_for_des
 from dysink_cli.errors import ConfigError
 from dysink_cli.model.config import PE_CORE_CONFIGS, PECoreConfig
 from dysink_cli.model.pe_core import PECoreVision, apply_rope2d, rope2d_angles
-
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from tests.conftest import FIXTURES
 
 
 def _fixture_encoder(name: str) -> tuple[PECoreVision, dict[str, torch.Tensor], dict]:

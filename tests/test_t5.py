@@ -14,8 +14,8 @@ from dysink_cli.errors import ConfigError, WeightsError
 from dysink_cli.model.config import T5Config
 from dysink_cli.model.t5 import UMT5Encoder, relative_position_bucket
 from dysink_cli.model.tokenizer import ByteTokenizer, HFTokenizer, clean_prompt
+from tests.conftest import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 T5_DIR = FIXTURES / "t5_encoder"
 
 

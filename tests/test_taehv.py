@@ -12,16 +12,17 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from dysink_cli.model.taehv import LIGHTTAEW2_1, TAEHV, TAEW2_1, TAEHVConfig, TAEHVState
+from tests.conftest import SHARED_FIXTURES
 
-REPO = Path(__file__).resolve().parents[1]
+TAEHV_FIXTURE = SHARED_FIXTURES / "decoders" / "taehv"
 
 
 def fixture_dir() -> Path:
-    """The fixture in the repo (tests/fixtures/...) when it was moved there, else ../shared/fixtures."""
-    for root in (REPO / "tests" / "fixtures", REPO.parent / "shared" / "fixtures"):
-        if (root / "decoders" / "taehv").is_dir():
-            return root / "decoders" / "taehv"
-    pytest.fail("taehv fixture not found under tests/fixtures or ../shared/fixtures")
+    """The TAEHV fixture stays in ../shared/fixtures (its 22.6 MB of release-layout weights are
+    not vendored: see tests/fixtures/README.md); CI and every dev machine have that folder."""
+    if not TAEHV_FIXTURE.is_dir():
+        pytest.skip(f"the TAEHV fixture is not vendored and {TAEHV_FIXTURE} is absent")
+    return TAEHV_FIXTURE
 
 
 @pytest.fixture(scope="module")

@@ -35,8 +35,8 @@ from dysink_cli.model.t5 import UMT5Encoder
 from dysink_cli.model.vae import WanVAE
 from dysink_cli.parity.__main__ import main as parity_main
 from dysink_cli.parity.fixture import Fixture
+from tests.conftest import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 LORA_TARGETS = tuple(f"{a}.{p}" for a in ("self_attn", "cross_attn") for p in "qkvo") + ("ffn.0", "ffn.2")
 TEXT_TOWER = (
     "transformer.resblocks.0.attn.in_proj_weight",
