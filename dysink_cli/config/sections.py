@@ -14,6 +14,7 @@ from dysink_cli.errors import ConfigError
 from dysink_cli.model.config import PE_CORE_CONFIGS
 
 MODEL_NAMES = ("tiny", "toy", "wan-1.3b")
+DECODERS = ("wan", "taehv")
 DTYPES = ("bfloat16", "float16", "float32")
 ATTENTION = ("auto", "sdpa", "cudnn", "flash")  # "auto" + model.attention.BACKENDS (a test keeps them equal)
 BANK_FORMATS = ("same", "fp8")  # engine.memory.store.KV_FORMATS (a test keeps them equal)
@@ -69,9 +70,16 @@ class ModelSection:
     cuda_graphs: bool = True  # CUDA: replay the block loop's repeated DiT calls from CUDA graphs
     overlap_decode: bool = False  # CUDA: decode block n on a side stream beside block n+1 (no gain measured)
     pe_core: str = "PE-Core-S16-384"
+    decoder: str = "wan"  # output frames: "wan" (the Wan VAE) | "taehv" (TAEHV tiny decoder, weights folder)
 
     def __post_init__(self) -> None:
         _choice("model.name", self.name, MODEL_NAMES)
+        _choice("model.decoder", self.decoder, DECODERS)
+        if self.decoder == "taehv" and self.name != "wan-1.3b":
+            raise ConfigError(
+                f"model.decoder = taehv needs a weights folder with taew2_1 (model.name is {self.name!r})",
+                "use the Wan VAE (model.decoder = wan) with the embedded models",
+            )
         _choice("model.dtype", self.dtype, DTYPES)
         _choice("model.attention", self.attention, ATTENTION)
         _choice("model.pe_core", self.pe_core, tuple(PE_CORE_CONFIGS))
@@ -123,6 +131,7 @@ class DySinkSection:
     gate: str = "per-entry"
     gate_threshold: float = 0.8  # share of (batch, head) pairs; an entry above it is gated off
     descriptors: str = "standalone"  # "standalone" (reference) | "shared" (from the streamed frames)
+    descriptor_decoder: str = "wan"  # standalone descriptors decoded by "wan" (reference) | "taehv"
     query_blocks: int = 0  # 0 = window_frames // frames_per_block (reference)
     exclusion: str = "reference"  # "reference" (one block wider than the window) | "window"
     retrieved_bf16_roundtrip: bool = True
@@ -130,6 +139,7 @@ class DySinkSection:
     def __post_init__(self) -> None:
         _choice("dysink.gate", self.gate, GATE_RULES)
         _choice("dysink.descriptors", self.descriptors, ("standalone", "shared"))
+        _choice("dysink.descriptor_decoder", self.descriptor_decoder, DECODERS)
         _choice("dysink.exclusion", self.exclusion, ("reference", "window"))
         _in_range("dysink.top_k", self.top_k, 0, hint="use 2 (the release)")
         _in_range(
@@ -253,6 +263,7 @@ class FilesSection:
     t5: str = ""
     tokenizer: str = ""
     pe: str = ""
+    taehv: str = ""
 
 
 @dataclass(frozen=True)
@@ -268,3 +279,11 @@ class RenderConfig:
     sampler: SamplerSection = field(default_factory=SamplerSection)
     output: OutputSection = field(default_factory=OutputSection)
     files: FilesSection = field(default_factory=FilesSection)
+
+    def __post_init__(self) -> None:
+        if self.dysink.descriptor_decoder == "taehv" and self.model.name != "wan-1.3b":
+            raise ConfigError(
+                "dysink.descriptor_decoder = taehv needs a weights folder with taew2_1 "
+                f"(model.name is {self.model.name!r})",
+                "keep dysink.descriptor_decoder = wan with the embedded models",
+            )

@@ -31,6 +31,7 @@ from dysink_cli.model.config import DiTConfig, PECoreConfig, T5Config, VAEConfig
 from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.pe_core import PECoreVision
 from dysink_cli.model.t5 import UMT5Encoder
+from dysink_cli.model.taehv import LIGHTTAEW2_1, TAEHV, TAEW2_1
 from dysink_cli.model.tokenizer import HFTokenizer
 from dysink_cli.model.vae import WanVAE
 
@@ -39,13 +40,20 @@ VAE_NAMES = ("Wan2.1_VAE.pth",)
 T5_NAMES = ("models_t5_umt5-xxl-enc-bf16.pth",)
 TOKENIZER_DIR = "google/umt5-xxl"
 PE_NAMES = ("PE-Core-*.pt", "open_clip_model.safetensors")
+TAEHV_NAMES = ("taew2_1.safetensors", "taew2_1.pth", "lighttaew2_1.safetensors", "lighttaew2_1.pth")
 # release name, generator file, LoRA files in merge order
 RELEASES = (
     ("DySink", "stage1_base.pt", ("stage2_lora.pt", "stage3*.pt")),
     ("LongLive", "longlive_base.pt", ("lora.pt",)),
     ("Self-Forcing", "self_forcing_dmd.pt", ()),
 )
-ROLE_NAMES = {"vae": "VAE file", "t5": "T5 file", "tokenizer": "tokenizer folder", "pe": "PE-Core file"}
+ROLE_NAMES = {
+    "vae": "VAE file",
+    "t5": "T5 file",
+    "tokenizer": "tokenizer folder",
+    "pe": "PE-Core file",
+    "taehv": "TAEHV decoder file",
+}
 WEIGHTS_HINT = "pass --weights DIR, set DYSINK_WEIGHTS, or set model.weights in the preset"
 
 
@@ -62,6 +70,7 @@ class WeightsPlan:
     t5: Path | None = None
     tokenizer: Path | None = None
     pe: Path | None = None
+    taehv: Path | None = None  # TAEHV tiny decoder (taew2_1 or lighttaew2_1), optional
     release: str = ""
 
     def rel(self, path: Path | None) -> str:
@@ -180,6 +189,7 @@ def discover(weights_dir: str | Path, manifest: FilesSection | None = None) -> W
         t5=role(m.t5, "t5", T5_NAMES),
         tokenizer=role(m.tokenizer, "tokenizer", (TOKENIZER_DIR,), want_dir=True),
         pe=role(m.pe, "pe", PE_NAMES),
+        taehv=role(m.taehv, "taehv", TAEHV_NAMES),
         release=release,
     )
 
@@ -294,3 +304,18 @@ def load_pe(plan: WeightsPlan, pe_cfg: PECoreConfig, device: torch.device | str)
     return materialize(
         load_strict(_build(PECoreVision, pe_cfg), pe_state(plan), plan.pe), torch.float32, device
     )
+
+
+def taehv_state(plan: WeightsPlan, meta: bool = False) -> dict[str, Tensor]:
+    path = plan.need("taehv", TAEHV_NAMES)
+    return clean_keys(read_weight_file(path, meta), path, strip_model=False)
+
+
+def load_taehv(plan: WeightsPlan, dtype: torch.dtype, device: torch.device | str) -> TAEHV:
+    """The TAEHV decoder named by its release file: `lighttaew2_1.*` wants un-normalised latents
+    (it gets them: its config says so), `taew2_1.*` the DiT's latents as they are."""
+    path = plan.need("taehv", TAEHV_NAMES)
+    cfg = LIGHTTAEW2_1 if path.name.startswith("light") else TAEW2_1
+    model = _build(TAEHV, cfg)
+    state = model.fit_state_dict(taehv_state(plan))
+    return materialize(load_strict(model, state, path), dtype, device)

@@ -35,6 +35,7 @@ from dysink_cli.model.config import (
 from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.pe_core import PECoreVision
 from dysink_cli.model.t5 import UMT5Encoder
+from dysink_cli.model.taehv import TAEHV, TAEW2_1
 from dysink_cli.model.vae import WanVAE
 
 # (pattern on the file name, what it is); the first match wins, so specific patterns come first.
@@ -44,6 +45,8 @@ FILE_KINDS: tuple[tuple[str, str], ...] = (
     ("Wan2.1_VAE.pth", "Wan2.1 VAE"),
     ("models_t5_umt5-xxl-enc-bf16.pth", "umT5-XXL text encoder"),
     ("PE-Core-*.pt", "PE-Core vision tower (memory descriptors)"),
+    ("taew2_1.*", "TAEHV tiny decoder (taew2_1)"),
+    ("lighttaew2_1.*", "TAEHV tiny decoder (lighttaew2_1, un-normalised latents)"),
     ("*lora*.pt", "LoRA"),
     ("*.pt", "generator weights"),
 )
@@ -194,4 +197,8 @@ def check_plan(plan: weights.WeightsPlan, configs: ModelConfigs, need_pe: bool =
     if not need_pe and pe.status == "missing":
         pe.status, pe.detail = "skipped", "not needed (--no-pe)"
     rows.append(pe)
+    taehv = simple("taehv", TAEHV, TAEW2_1, weights.taehv_state)
+    if taehv.status == "missing":
+        taehv.status, taehv.detail = "skipped", "optional (model.decoder = taehv)"
+    rows.append(taehv)
     return rows

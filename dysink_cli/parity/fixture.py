@@ -52,6 +52,8 @@ class Fixture:
         c = self.config
         if "rolling_sink" in c:
             return "rolling_sink"
+        if c.get("fixture") == "taehv":
+            return "taehv"
         pipeline = str(c.get("pipeline", {}).get("class", ""))
         if "Interactive" in pipeline:
             return "interactive"

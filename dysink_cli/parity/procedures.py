@@ -6,9 +6,11 @@ fixture's log.json structure.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor
 
 from dysink_cli.engine.generator import BlockGenerator
@@ -18,6 +20,7 @@ from dysink_cli.engine.memory.descriptors import describe_frames, frames_for_des
 from dysink_cli.engine.noise import TensorNoise
 from dysink_cli.engine.schedule import denoising_timesteps
 from dysink_cli.model.rope import RopeTable, rope_angles, wan_frequencies
+from dysink_cli.model.taehv import TAEHV, TAEW2_1, TAEHVConfig
 from dysink_cli.parity.fixture import Fixture
 from dysink_cli.parity.models import load_dit, load_pe, load_t5, load_vae
 
@@ -218,6 +221,32 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+@torch.no_grad()
+def run_taehv(fx: Fixture) -> Result:
+    """The TAEHV decoder (taew2_1 layout): whole and block-streamed decodes, a half-size preview
+    (last spatial upsample off), and the encoder."""
+    state = load_file(str(fx.path / "weights.safetensors"))
+    full = _taehv(state, TAEW2_1)
+    latents = fx.io["taehv_latents"]
+    streamed, memory = [], full.decoder_state()
+    for start in range(0, latents.shape[1], 3):
+        frames, memory = full.decode_chunk(latents[:, start : start + 3], memory)
+        streamed.append(frames)
+    preview = _taehv(state, replace(TAEW2_1, decoder_space_upscale=(True, True, False)))
+    return {
+        "decoded_full": full.decode(latents),
+        "decoded_streamed_blocks": torch.cat(streamed, dim=1),
+        "decoded_preview_half": preview.decode(latents),
+        "encoded": full.encode(fx.io["taehv_frames"]),
+    }, {}
+
+
+def _taehv(state: dict[str, Tensor], cfg: TAEHVConfig) -> TAEHV:
+    model = TAEHV(cfg)
+    model.load_state_dict({k: v.float() for k, v in model.fit_state_dict(state).items()}, strict=True)
+    return model.eval()
+
+
 PROCEDURES = {
     "dit_forward": run_dit_forward,
     "vae": run_vae,
@@ -226,4 +255,5 @@ PROCEDURES = {
     "dysink": run_pipeline,
     "interactive": run_pipeline,
     "rolling_sink": run_rolling_sink,
+    "taehv": run_taehv,
 }

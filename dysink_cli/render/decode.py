@@ -29,11 +29,14 @@ class StreamingDecoder:
         pe: PECoreVision | None = None,
         descriptors: str = "standalone",
         taehv: TAEHV | None = None,
+        output: str = "wan",
         descriptor_decoder: str = "wan",
     ) -> None:
+        if "taehv" in (output, descriptor_decoder) and taehv is None:
+            raise ValueError("the TAEHV decoder was asked for but not loaded")
         self.vae, self.pe, self.taehv = vae, pe, taehv
         self.descriptors, self.descriptor_decoder = descriptors, descriptor_decoder
-        self.output: WanVAE | TAEHV = taehv if taehv is not None else vae
+        self.output: WanVAE | TAEHV = taehv if output == "taehv" and taehv is not None else vae
         self._state: Any = self.output.decoder_state()
         self._last: tuple[Tensor, Tensor] | None = None  # (latents, their frames) of the last decode
 
@@ -54,7 +57,7 @@ class StreamingDecoder:
         if self.descriptors == "shared":
             return describe_frames(frames_for_descriptor(self.frames(latents))[0], self.pe)
         if self.descriptor_decoder == "taehv":
-            assert self.taehv is not None, "dysink.descriptor_decoder = taehv needs the TAEHV decoder"
+            assert self.taehv is not None
             return describe_frames(self.taehv.decode(latents)[0], self.pe)
         return describe_block(latents, self.vae, self.pe)
 

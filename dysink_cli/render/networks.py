@@ -19,6 +19,7 @@ from dysink_cli.model.config import PE_CORE_CONFIGS, UMT5_XXL, WAN_1_3B, WAN_VAE
 from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.pe_core import PECoreVision
 from dysink_cli.model.t5 import UMT5Encoder
+from dysink_cli.model.taehv import TAEHV
 from dysink_cli.model.tiny import TINY_DIT, TINY_PE, TINY_SEED, TINY_T5, TINY_VAE, init_untrained
 from dysink_cli.model.tokenizer import ByteTokenizer
 from dysink_cli.model.vae import WanVAE
@@ -32,6 +33,7 @@ class Networks:
     vae: WanVAE
     pe: PECoreVision | None
     description: str
+    taehv: TAEHV | None = None  # the TAEHV tiny decoder, when the render asks for it
 
 
 def _tiny(module: nn.Module, offset: int, dtype: torch.dtype, device: torch.device) -> nn.Module:
@@ -39,11 +41,21 @@ def _tiny(module: nn.Module, offset: int, dtype: torch.dtype, device: torch.devi
 
 
 class NetworkSource:
-    """Where a render's networks come from: the embedded demo or one weights folder (found once)."""
+    """Where a render's networks come from: the embedded toy world (trained, shipped in the
+    package), the untrained tiny demo, or one weights folder (found once)."""
 
     def __init__(self, cfg: RenderConfig) -> None:
         self.cfg = cfg
-        self.plan = None if cfg.model.name == "tiny" else weights.discover(cfg.model.weights, cfg.files)
+        real = cfg.model.name not in ("tiny", "toy")
+        self.plan = weights.discover(cfg.model.weights, cfg.files) if real else None
+        self._toy: tuple | None = None
+
+    def _toy_networks(self, device: torch.device, dtype: torch.dtype) -> tuple:
+        if self._toy is None:
+            from dysink_cli.toy.models import load_toy_networks
+
+            self._toy = load_toy_networks(device, dtype)
+        return self._toy
 
     @torch.no_grad()
     def encode_prompts(
@@ -53,7 +65,9 @@ class NetworkSource:
 
         The encoder (11 GB at full size) is loaded, run once per distinct prompt, and freed.
         """
-        if self.plan is None:
+        if self.cfg.model.name == "toy":
+            _, _, encoder, tokenizer, _ = self._toy_networks(device, dtype)
+        elif self.plan is None:
             encoder = _tiny(UMT5Encoder(TINY_T5), 2, dtype, device)
             tokenizer = ByteTokenizer(TINY_T5.vocab_size, TINY_T5.text_len)
         else:
@@ -71,6 +85,10 @@ class NetworkSource:
     def load(self, device: torch.device, dtype: torch.dtype) -> Networks:
         """DiT and VAE in `dtype`, PE-Core in float32 (the reference's descriptor precision)."""
         need_pe = self.cfg.engine.policy == "dysink"
+        if self.cfg.model.name == "toy":
+            dit, vae, _, _, pe = self._toy_networks(device, dtype)
+            self._toy = None  # the text encoder goes with it
+            return Networks(dit, vae, pe if need_pe else None, "built-in toy world (trained, 128x96)")
         if self.plan is None:
             return Networks(
                 dit=_tiny(WanDiT(TINY_DIT), 0, dtype, device),
@@ -84,9 +102,11 @@ class NetworkSource:
                 f"model.pe_core = {self.cfg.model.pe_core!r} is unknown",
                 f"use one of {', '.join(PE_CORE_CONFIGS)}",
             )
+        need_taehv = "taehv" in (self.cfg.model.decoder, self.cfg.dysink.descriptor_decoder)
         return Networks(
             dit=weights.load_generator(self.plan, WAN_1_3B, dtype, device),
             vae=weights.load_vae(self.plan, WAN_VAE, dtype, device),
             pe=weights.load_pe(self.plan, pe_cfg, device) if need_pe else None,
             description=self.plan.describe(),
+            taehv=weights.load_taehv(self.plan, dtype, device) if need_taehv else None,
         )

@@ -114,12 +114,17 @@ class RenderSession:
         self.nets = networks or source.load(self.device, self.dtype)  # type: ignore[union-attr]
         if self.device.type == "cuda":
             self.nets.vae.use_channels_last()  # -23 % decode time (bench/RESULTS.md, step 13)
+            if self.nets.taehv is not None:
+                self.nets.taehv.use_channels_last()
             if cfg.model.compile:
                 self.nets.dit.use_compiled_ops()
                 self.nets.vae.use_compiled_ops()
         self.text_kv = {p: self.nets.dit.encode_text(e.to(self.device)) for p, e in embeds.items()}
         # 3. the streaming decoder
-        self.decoder = StreamingDecoder(self.nets.vae, self.nets.pe, cfg.dysink.descriptors)
+        self.decoder = StreamingDecoder(
+            self.nets.vae, self.nets.pe, cfg.dysink.descriptors, self.nets.taehv,
+            output=cfg.model.decoder, descriptor_decoder=cfg.dysink.descriptor_decoder,
+        )  # fmt: skip
         shared = cfg.engine.policy == "dysink" and cfg.dysink.descriptors == "shared"
         overlap = self.device.type == "cuda" and cfg.model.overlap_decode and not shared
         self.decode_stream = torch.cuda.Stream(self.device) if overlap else None
