@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
+import pickle
 import shutil
 from pathlib import Path
 
@@ -398,15 +400,38 @@ class _Evil:
         return (pathlib.Path.touch, (self.marker,))
 
 
-@pytest.mark.parametrize("payload", ["namespace", "code"])
-def test_pickle_that_is_not_weights_only_is_refused(tmp_path, payload):
+class _Shell:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [("namespace", "argparse.Namespace"), ("touch", "getattr"), ("shell", "posix.system")],
+)
+def test_pickle_that_is_not_weights_only_is_refused(tmp_path, payload, code):
     marker = tmp_path / "unpickled"
-    extra = argparse.Namespace(lr=1e-4) if payload == "namespace" else _Evil(marker)
-    torch.save({"generator": _weights("dit_forward"), "args": extra}, tmp_path / "self_forcing_dmd.pt")
+    extra = {"namespace": argparse.Namespace(lr=1e-4), "touch": _Evil(marker), "shell": _Shell()}[payload]
+    path = tmp_path / "self_forcing_dmd.pt"
+    torch.save({"generator": _weights("dit_forward"), "args": extra}, path)
     cfg = Fixture.load(FIXTURES / "dit_forward").dit_config()
-    with pytest.raises(WeightsError, match="refused to unpickle") as err:
+    with pytest.raises(WeightsError) as err:
         load_generator(discover(tmp_path), cfg, torch.float32, "cpu")
-    assert "re-save only the weights" in err.value.hint and not marker.exists()
+    assert err.value.message == (
+        f"refused to load {path}: its pickle wants to run code ({code}), which a weights file never needs"
+    )
+    assert "safetensors" in err.value.hint and "official source" in err.value.hint
+    assert "download" not in err.value.hint and not marker.exists()
+
+
+def test_raw_pickle_with_code_is_refused_not_called_damaged(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(pickle.dumps(_Shell(), protocol=4))  # not torch.save: the legacy unpickler path
+    refused = r"refused to load .*model\.pt: its pickle wants to run code"
+    with pytest.raises(WeightsError, match=refused) as err:
+        with pytest.warns(UserWarning, match="pickle protocol 4"):  # torch's own note on the format
+            read_weight_file(path)
+    assert "(pickle opcode STACK_GLOBAL)" in err.value.message and "download" not in err.value.hint
 
 
 def test_legacy_pt_loads_weights_only_and_a_damaged_file_is_one_error(tmp_path):
@@ -492,7 +517,9 @@ def test_weights_check_reads_headers_against_the_given_models(tmp_path):
     )
     base = _release_folder(tmp_path)
     rows = {r.role: r for r in check_plan(discover(tmp_path), configs)}
-    assert list(rows) == ["generator", "lora 1", "vae", "t5", "tokenizer", "pe"]
+    assert list(rows) == ["generator", "lora 1", "vae", "t5", "tokenizer", "pe", "taehv"]
+    assert rows["taehv"].status == "skipped" and not rows["taehv"].problem  # optional: no decoder file
+    del rows["taehv"]
     assert all(r.status == "ok" for r in rows.values()), [(r.role, r.detail) for r in rows.values()]
     assert rows["t5"].dtype == "bfloat16" and rows["lora 1"].detail.startswith("rank 2, alpha 2")
     assert rows["generator"].params == sum(v.numel() for v in base.values())
