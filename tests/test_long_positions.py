@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 from engine_helpers import next_block
 
@@ -52,6 +53,7 @@ def test_relative_equals_absolute_under_the_clamp():
         assert all(torch.equal(a, c) for a, c in zip(absolute[:2], clamped[:2], strict=True))  # not before
 
 
+@pytest.mark.slow  # long rollouts: make test-all, .ci/run
 def test_an_hour_of_latent_frames():
     """5,000 blocks = 15,000 latent frames (~62.5 min at 16 fps), past the reference's 1,024 limit."""
     threads = torch.get_num_threads()
@@ -82,6 +84,7 @@ def _hour_rollout() -> None:
     assert torch.isfinite(last.latents).all()
 
 
+@pytest.mark.slow  # long rollouts: make test-all, .ci/run
 def test_rolling_sink_runs_past_the_8192_position_table():
     """The reference's 8,192-row table ends at ~34 min; positions here are computed on the fly."""
     spec = LoopSpec(

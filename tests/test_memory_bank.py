@@ -292,6 +292,7 @@ def test_bank_spills_without_blocking(tmp_path: Path, monkeypatch: pytest.Monkey
     bank.close()
 
 
+@pytest.mark.slow  # two DySink fixtures end to end
 def test_parity_fixtures_with_bank_forced_to_disk(tmp_path: Path) -> None:
     from dysink_cli.parity.checks import compare_decisions, compare_tensor
     from dysink_cli.parity.fixture import Fixture

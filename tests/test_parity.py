@@ -11,9 +11,11 @@ from dysink_cli.parity.__main__ import main
 from tests.conftest import FIXTURES
 
 ALL = sorted(p for p in FIXTURES.iterdir() if (p / "config.json").is_file())
+LONG = {"dysink_rollout", "interactive_switch", "rolling_sink"}  # tens of seconds each on 2 cores
+CASES = [pytest.param(p, marks=pytest.mark.slow) if p.name in LONG else p for p in ALL]
 
 
-@pytest.mark.parametrize("fixture", ALL, ids=[p.name for p in ALL])
+@pytest.mark.parametrize("fixture", CASES, ids=[p.name for p in ALL])
 def test_fixture_passes(fixture, capsys):
     assert main([str(fixture)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
