@@ -90,6 +90,18 @@ class Switch(NamedTuple):
     effective_s: float
 
 
+def check_text(text: str, what: str) -> str:
+    """`text` unless it holds bytes that were not UTF-8: Python hands those over (from argv, or a
+    JSON escape) as lone surrogates, which no tokenizer or file name can carry."""
+    bad = next((i for i, c in enumerate(text) if "\ud800" <= c <= "\udfff"), None)
+    if bad is not None:
+        raise TimelineError(
+            f"{what} is not valid UTF-8 text (character {bad + 1} is an undecodable byte)",
+            "pass UTF-8 text (check the terminal's or the file's encoding)",
+        )
+    return text
+
+
 def _number(where: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise TimelineError(f"{where}: {key} = {value!r} is not a number", f"write {key} = <seconds>")
@@ -119,6 +131,7 @@ def _parse_segments(raw: Any, source: str) -> tuple[Segment, ...]:
         prompt = entry.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise TimelineError(f"{where} has an empty prompt", 'write prompt = "what should happen"')
+        check_text(prompt, f"{where}: the prompt")
         if at < 0:
             raise TimelineError(f"{where} starts before 0", "use a time >= 0")
         if number == 1 and at != 0:
@@ -154,6 +167,7 @@ class Timeline:
     def from_prompt(cls, prompt: str, seconds: float | None = None) -> Timeline:
         if not prompt.strip():
             raise TimelineError("the prompt is empty", 'pass --prompt "what should happen"')
+        check_text(prompt, "the prompt")
         return cls(segments=(Segment(at_s=0.0, prompt=prompt.strip()),), seconds=seconds, source="prompt")
 
     @classmethod
@@ -179,6 +193,8 @@ class Timeline:
                 raise TimelineError(
                     f"{source}: {key} = {data[key]!r} is not a string", f'write {key} = "..."'
                 )
+            if key in data:
+                check_text(data[key], f"{source}: {key}")
         settings = data.get("settings", {})
         if not isinstance(settings, dict):
             raise TimelineError(f"{source}: settings must be a table", "write [settings.engine] ... tables")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import torch.multiprocessing as mp
 from typer.testing import CliRunner
 
 from dysink_cli.cli.app import app
+from dysink_cli.config import resolve_config, with_changes
 from dysink_cli.errors import ConfigError, FfmpegError
 from dysink_cli.render.batch import (
     DistInfo,
@@ -25,8 +27,10 @@ from dysink_cli.render.batch import (
     run_sharded,
     shard,
     slug,
+    write_done,
 )
 from dysink_cli.render.job import RenderJob, RenderStats
+from dysink_cli.render.workdir import JOB_FILE, job_fingerprint, work_dir_for
 from dysink_cli.timeline import Segment
 
 runner = CliRunner()
@@ -105,18 +109,40 @@ def test_shard_is_round_robin_and_covers_everything() -> None:
         shard(items, 3, 3)
 
 
+def _job(out: Path, seed: int = 0, **output: int) -> RenderJob:
+    cfg = resolve_config("tiny")
+    cfg = with_changes(cfg, "output", **output) if output else cfg
+    return RenderJob(segments=(Segment(0.0, "fox"),), seconds=2.0, output=out, config=cfg, seed=seed)
+
+
 def test_entry_state(tmp_path: Path) -> None:
     out = tmp_path / "v.mp4"
-    assert entry_state(out, overwrite=False) == "render"
+    job = _job(out)
+    assert entry_state(out, False, job) == "render"
     out.write_bytes(b"x")
-    assert entry_state(out, overwrite=False) == "foreign"
-    assert entry_state(out, overwrite=True) == "render"
+    assert entry_state(out, False, job) == "foreign"
+    assert entry_state(out, True, job) == "render"
     partial_marker(out).touch()
-    assert entry_state(out, overwrite=False) == "render"
+    assert entry_state(out, False, job) == "render"
     partial_marker(out).unlink()
-    done_marker(out).write_text("{}")
-    assert entry_state(out, overwrite=False) == "skip"
-    assert entry_state(out, overwrite=True) == "render"
+    write_done(out, job, "p.txt line 1", 2.0, 0.1)
+    assert entry_state(out, False, job) == "skip"
+    assert entry_state(out, True, job) == "render"
+    others = (_job(out, seed=1), _job(out, crf=23), replace(job, lossless=True), replace(job, seconds=3.0))
+    assert [entry_state(out, False, other) for other in others] == ["changed"] * 4
+    done_marker(out).write_text('{"label": "p.txt line 1", "seed": 0, "seconds": 2.0}\n')  # the old format
+    assert entry_state(out, False, job) == "changed"
+    done_marker(out).write_text("garbage")
+    assert entry_state(out, False, job) == "changed"
+
+
+def test_done_records_the_job_fingerprint(tmp_path: Path) -> None:
+    out = tmp_path / "v.mp4"
+    job = _job(out, seed=7)
+    write_done(out, job, "p.txt line 1", 2.0, 0.1)
+    record = json.loads(done_marker(out).read_text())
+    assert record["fingerprint"] == json.loads(json.dumps(job_fingerprint(job)))
+    assert record["fingerprint"]["config"]["output"]["crf"] == job.config.output.crf
 
 
 class FakeRender:
@@ -162,7 +188,8 @@ def test_batch_reports_failures_goes_on_and_resumes(fake: FakeRender, tmp_path: 
     assert partial_marker(out / "0001-broken.mp4").exists()
     fake.jobs.clear()
     fake.fail_prompt = ""
-    second = runner.invoke(app, ["batch", str(prompts), "--out-dir", str(out), "--seconds", "2"])
+    again = ["batch", str(prompts), "--out-dir", str(out), "--seconds", "2", "--seed", "3"]  # same settings
+    second = runner.invoke(app, again)
     assert second.exit_code == 0, second.output
     assert [j.segments[0].prompt for j in fake.jobs] == ["broken"]  # finished ones are skipped
     assert second.output.count("skipped") == 2
@@ -257,3 +284,67 @@ def test_entry_values_beat_batch_flags(fake: FakeRender, tmp_path: Path) -> None
     assert (a.seconds, a.seed, a.config.engine.window_frames) == (3.0, 8, 9)  # the entry's values
     assert (b.seconds, b.seed, b.config.engine.window_frames) == (1.0, 2, 12)  # the batch defaults
     assert a.config.dysink.top_k == b.config.dysink.top_k == 4  # --set applies to every entry
+
+
+def test_changed_settings_render_a_finished_entry_again(fake: FakeRender, tmp_path: Path) -> None:
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red fox\na blue whale\n")
+    out = tmp_path / "out"
+    args = ["batch", str(prompts), "--out-dir", str(out), "-s", "2"]
+    assert runner.invoke(app, args).exit_code == 0 and len(fake.jobs) == 2
+    fake.jobs.clear()
+    same = runner.invoke(app, args, terminal_width=200)
+    assert same.exit_code == 0 and not fake.jobs and same.output.count("finished earlier") == 2
+    changed = runner.invoke(app, [*args, "--crf", "23"], terminal_width=200)
+    assert changed.exit_code == 0, changed.output
+    assert [j.config.output.crf for j in fake.jobs] == [23, 23] and all(j.overwrite for j in fake.jobs)
+    assert changed.output.count("settings changed since it finished: rendered again") == 2
+    record = json.loads(done_marker(out / "0000-a-red-fox.mp4").read_text())
+    assert record["fingerprint"] == json.loads(json.dumps(job_fingerprint(fake.jobs[0])))
+    fake.jobs.clear()
+    assert runner.invoke(app, [*args, "--crf", "23"]).exit_code == 0 and not fake.jobs  # now the same
+
+
+def test_an_old_done_marker_counts_as_changed(fake: FakeRender, tmp_path: Path) -> None:
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("fox\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "0000-fox.mp4").write_bytes(b"old video")
+    done_marker(out / "0000-fox.mp4").write_text('{"label": "p.txt line 1", "seed": 0, "seconds": 1}\n')
+    result = runner.invoke(app, ["batch", str(prompts), "--out-dir", str(out), "-s", "1"], terminal_width=200)
+    assert result.exit_code == 0 and len(fake.jobs) == 1 and "rendered again" in result.output
+    assert (out / "0000-fox.mp4").read_bytes() == b"stub"
+
+
+class ResumingFake(FakeRender):
+    """Records each job's overwrite flag instead of insisting on it."""
+
+    def __call__(self, job: RenderJob, on_event) -> RenderStats:  # noqa: ANN001
+        self.jobs.append(job)
+        job.output.write_bytes(b"stub")
+        return RenderStats(job.output, 33, 3, 0.1, 330.0, 0.0, 0.1)
+
+
+@pytest.mark.parametrize(("same", "resumed"), [(True, True), (False, False)])
+def test_an_interrupted_entry_resumes_only_with_the_same_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, same: bool, resumed: bool
+) -> None:
+    fake = ResumingFake()
+    monkeypatch.setattr("dysink_cli.render.render", fake)
+    monkeypatch.delenv("DYSINK_WEIGHTS", raising=False)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("fox\n")
+    out = tmp_path / "out"
+    video = out / "0000-fox.mp4"
+    work = work_dir_for(video)
+    work.mkdir(parents=True)
+    video.write_bytes(b"half")
+    partial_marker(video).touch()
+    started = _job(video, seed=0 if same else 5)
+    (work / JOB_FILE).write_text(json.dumps(job_fingerprint(replace(started, seconds=1.0))))
+    result = runner.invoke(app, ["batch", str(prompts), "--out-dir", str(out), "-s", "1"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    (job,) = fake.jobs
+    assert job.overwrite is not resumed
+    assert ("settings changed since it was interrupted: started again" in result.output) is not same

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from dysink_cli.cli.inspect_cmd import inspect_command
 from dysink_cli.diagnostics import metrics
-from dysink_cli.diagnostics.plot import write_png
+from dysink_cli.diagnostics.plot import build_figure, write_png
 from dysink_cli.diagnostics.report import analyze, read_log, report_to_json
 from dysink_cli.errors import ConfigError
 
@@ -233,3 +233,45 @@ def test_cli_malformed_log_exits_2_with_the_house_error(videos: dict[str, Path],
     assert not (tmp_path / "x.png").exists()
     missing = CliRunner().invoke(_app(), ["inspect", str(tmp_path / "nope.mp4")])
     assert missing.exit_code == 2 and missing.output.startswith("config error: video ")
+
+
+def _render_log(path: Path, blocks: int, fps: int = 16, fpb: int = 3) -> Path:
+    """A log as `dysink render --log-json` writes it: start_frame counts latents, frames_written and
+    video_s count video frames (4 per latent after the first)."""
+    lines = []
+    for b in range(blocks):
+        frames = 4 * fpb * (b + 1) - 3
+        retrieved = [0, fpb] if b >= 3 else []
+        lines.append(
+            {"block": b, "start_frame": fpb * b, "frames_written": frames, "video_s": frames / fps,
+             "bank_size": b, "retrieved_frames": retrieved, "gate_closures": b % 2, "fps": 20.0}
+        )  # fmt: skip
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    return path
+
+
+def test_log_panels_span_the_video_in_seconds(tmp_path: Path) -> None:
+    blocks = 8
+    video = write_video(tmp_path / "v.mp4", drift_frames(4 * 3 * blocks - 3))  # 93 frames, 5.81 s
+    report = analyze(video, _render_log(tmp_path / "log.jsonl", blocks))
+    length_s = report.num_frames / report.fps
+    fig = build_figure(report)
+    speed = next(ax for ax in fig.axes if ax.get_title(loc="left").startswith("Throughput"))
+    x = speed.lines[0].get_xdata()
+    assert x[-1] == pytest.approx(length_s) and x[0] == pytest.approx(9 / 16)  # each block where it ends
+    assert fig.axes[0].get_xlim()[1] >= length_s * 0.99  # the shared axis covers the whole video
+    retrieved = next(ax for ax in fig.axes if ax.get_title(loc="left").startswith("Frames retrieved"))
+    ys = sorted(set(retrieved.collections[0].get_offsets()[:, 1].tolist()))
+    assert ys == pytest.approx([0.0, 9 / 16])  # latent 3 starts at video frame 9
+
+
+def test_log_panels_of_an_old_log_use_latent_starts(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.mp4", drift_frames(93))
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps({"block": b, "start_frame": 3 * b, "fps": 20.0}) for b in range(8)))
+    speed = next(
+        ax
+        for ax in build_figure(analyze(video, log)).axes
+        if ax.get_title(loc="left").startswith("Throughput")
+    )
+    assert speed.lines[0].get_xdata()[-1] == pytest.approx((4 * 21 - 3) / 16)  # latent 21, not frame 21

@@ -18,7 +18,8 @@ import typer
 
 from dysink_cli import __version__
 from dysink_cli.cli.batch_cmd import batch_command
-from dysink_cli.cli.errors import cli_errors
+from dysink_cli.cli.bench_cmd import bench_app
+from dysink_cli.cli.errors import OneLineUsage, cli_errors
 from dysink_cli.cli.inspect_cmd import inspect_command
 from dysink_cli.cli.options import WEIGHTS_ENV, resolve_weights_dir
 from dysink_cli.cli.render_cmd import DebugOpt, SetOpt, render_command
@@ -30,6 +31,7 @@ from dysink_cli.io.ffmpeg import ffmpeg_exe, ffmpeg_version
 
 app = typer.Typer(
     name="dysink",
+    cls=OneLineUsage,
     help="Render long videos with autoregressive video diffusion (DySink, LongLive, Self-Forcing).",
     pretty_exceptions_show_locals=False,
     no_args_is_help=True,
@@ -41,6 +43,7 @@ app.command("resume")(resume_command)
 app.command("batch")(batch_command)
 app.add_typer(presets_app, name="presets")
 app.add_typer(weights_app, name="weights")
+app.add_typer(bench_app, name="bench")
 app.command("inspect")(inspect_command)
 
 

@@ -7,14 +7,14 @@ Imports cli.options, cli.progress, render.batch, render.job and render.workdir; 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -49,6 +49,8 @@ from dysink_cli.render.batch import (
     partial_marker,
     read_entries,
     run_sharded,
+    started_with,
+    write_done,
 )
 from dysink_cli.render.job import RenderJob
 from dysink_cli.render.workdir import resumable
@@ -61,19 +63,22 @@ def plan_entries(
 ) -> list[Planned]:
     """Resolve every entry's job up front; config mistakes are collected and raised together."""
     planned: list[Planned] = []
-    problems: list[str] = []
+    problems: list[tuple[str, DysinkError]] = []  # (entry label, what is wrong)
     seen: dict[Path, str] = {}
     for entry in entries:
         tl = entry.timeline
         out = out_dir / (tl.output or default_output(entry))
         if out in seen:
-            problems.append(f"{entry.label}: output {out.name} is also used by {seen[out]}")
+            clash = ConfigError(
+                f"output {out.name} is also used by {seen[out]}", "give each entry its own output"
+            )
+            problems.append((entry.label, clash))
             continue
         seen[out] = entry.label
         length = tl.seconds if tl.seconds is not None else seconds
         try:
             if length is None:
-                raise ConfigError(f"{entry.label}: no length", "add seconds to the entry or pass --seconds")
+                raise ConfigError("no length", "add seconds to the entry or pass --seconds")
             entry_opts = replace(opts, preset=None)  # the entry's own preset beats --preset
             seed_for = tl.seed if tl.seed is not None else seed
             job = build_job(
@@ -87,18 +92,47 @@ def plan_entries(
                 check_exists=False,
             )
         except DysinkError as err:
-            label = "" if err.message.startswith(entry.label) else f"{entry.label}: "
-            problems.append(f"{label}{err.message}" + (f" ({err.hint})" if err.hint else ""))
+            problems.append((entry.label, err))
             continue
         planned.append((entry, out, job))
-    for problem in problems:
-        print_error("bad entry", problem)
     if problems:
-        noun = "entry" if len(problems) == 1 else "entries"
-        raise ConfigError(
-            f"{len(problems)} bad batch {noun} (listed above)", "fix them; nothing was rendered"
-        )
+        refuse(problems)
     return planned
+
+
+def refuse(problems: list[tuple[str, DysinkError]]) -> NoReturn:
+    """One bad entry, or one mistake every bad entry shares (a bad --set), is one error line; several
+    different ones are listed first, then summed up."""
+
+    def where(label: str, err: DysinkError) -> str:
+        return err.message if err.message.startswith(label) else f"{label}: {err.message}"
+
+    label, first = problems[0]
+    if len({(err.message, err.hint) for _, err in problems}) == 1:
+        what = where(label, first) if len(problems) == 1 else f"{len(problems)} entries: {first.message}"
+        raise type(first)(what, first.hint or "fix it; nothing was rendered")
+    for label, err in problems:
+        print_error("bad entry", where(label, err) + (f" ({err.hint})" if err.hint else ""))
+    raise ConfigError(f"{len(problems)} bad batch entries (listed above)", "fix them; nothing was rendered")
+
+
+@contextmanager
+def made_folder(folder: Path) -> Iterator[None]:
+    """Create `folder` (and missing parents) for the block; remove what was created if it raises."""
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(
+            f"cannot create --out-dir {folder}: {err.strerror or err}", "pick a folder you can write to"
+        ) from None
+    try:
+        yield
+    except BaseException:
+        for path in created:  # deepest first; each is still empty
+            with suppress(OSError):
+                path.rmdir()
+        raise
 
 
 def make_runner(
@@ -108,21 +142,29 @@ def make_runner(
 
     def run_one(item: Planned) -> EntryResult:
         entry, out, job = item
-        state = entry_state(out, opts.overwrite)
+        state = entry_state(out, opts.overwrite, job)
         if state == "skip":
             return EntryResult(
                 entry.index, entry.label, str(out), "skipped", "finished earlier", rank=info.rank
             )
+        note = "settings changed since it finished: rendered again" if state == "changed" else ""
         started = time.perf_counter()
         try:
             if state == "foreign":
                 raise OutputError(
                     f"{out} exists but was not written by this batch", "pass --overwrite or remove it"
                 )
+            # An interrupted render continues its checkpoint, unless it is ours (.partial) and its
+            # settings changed: then it starts again. Our finished video (changed settings), our
+            # leftovers and --overwrite may be replaced; foreign files were refused above.
+            ours = partial_marker(out).exists()
+            resume = state == "render" and not opts.overwrite and resumable(out)
+            resume = resume and not (ours and not started_with(out, job))
+            if ours and resumable(out) and not resume:
+                note = "settings changed since it was interrupted: started again"
             done_marker(out).unlink(missing_ok=True)
             partial_marker(out).touch()
-            # our own leftovers (.partial) and --overwrite may be replaced; foreign files were refused
-            job = replace(job, overwrite=opts.overwrite or not resumable(out))  # resume a checkpoint
+            job = replace(job, overwrite=not resume)
             if info.world > 1 and job.device in ("auto", "cuda") and _cuda():
                 job = replace(job, device=f"cuda:{info.local_rank}")
             stats = render(job, progress)
@@ -136,20 +178,9 @@ def make_runner(
             return failure(entry, out, err, info.rank)
         wall = time.perf_counter() - started
         video_s = float(getattr(stats, "video_frames", 0)) / job.config.output.fps
-        done_marker(out).write_text(
-            json.dumps(
-                {
-                    "label": entry.label,
-                    "seed": job.seed,
-                    "seconds": job.seconds,
-                    "video_s": video_s,
-                    "wall_s": wall,
-                }
-            )
-            + "\n"
-        )
+        write_done(out, job, entry.label, video_s, wall)
         partial_marker(out).unlink(missing_ok=True)
-        return EntryResult(entry.index, entry.label, str(out), "done", "", video_s, wall, info.rank)
+        return EntryResult(entry.index, entry.label, str(out), "done", note, video_s, wall, info.rank)
 
     return run_one
 
@@ -223,11 +254,11 @@ def batch_command(
         entries = read_entries(file)
         if out_dir.exists() and not out_dir.is_dir():
             raise OutputError(f"--out-dir {out_dir} is a file", "pass a folder")
-        out_dir.mkdir(parents=True, exist_ok=True)
         default_s = parse_seconds(seconds)
         if default_s is not None:
             check_seconds(default_s)
-        planned = plan_entries(entries, out_dir, opts, default_s, seed)
+        with made_folder(out_dir):  # removed again if an entry is refused
+            planned = plan_entries(entries, out_dir, opts, default_s, seed)
         init_distributed(info, use_cuda=device != "cpu" and _cuda())
         from dysink_cli.render import render  # torch and the engine load only inside render()
 

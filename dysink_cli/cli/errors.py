@@ -2,17 +2,22 @@
 
 Every command runs inside `cli_errors`, the one place that turns an error into an exit code: 2 for
 usage, config, weights and output mistakes, 1 for runtime failures, 128 + the signal for a stop
-(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). Tracebacks only with --debug. Imports errors only.
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). Tracebacks only with --debug. `OneLineUsage`, the app's
+group, prints click's own usage mistakes (unknown flag, a value it cannot parse) the same way.
+Imports errors only.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperGroup
 
 from dysink_cli.errors import (
     ConfigError,
@@ -92,3 +97,36 @@ def cli_errors(debug: bool = False) -> Iterator[None]:
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as err:  # noqa: BLE001 - the boundary: nothing escapes as a traceback
         raise typer.Exit(report(err, debug)) from None
+
+
+# typer ships its own copy of click (typer._click) in recent releases: take its classes from typer's
+# public BadParameter, so this works with either.
+UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+NoArgsIsHelpError = getattr(sys.modules[UsageError.__module__], "NoArgsIsHelpError", ())
+
+
+@contextmanager
+def _usage_errors() -> Iterator[None]:
+    try:
+        yield
+    except NoArgsIsHelpError:
+        raise  # a bare `dysink` prints the help
+    except UsageError as err:
+        ctx = getattr(err, "ctx", None)
+        where = ctx.command_path if ctx is not None else "dysink"
+        message = " ".join(err.format_message().split())  # type: ignore[attr-defined]
+        print_error("usage error", message, f"see `{where} --help`")
+        raise typer.Exit(getattr(err, "exit_code", 2)) from None
+
+
+class OneLineUsage(TyperGroup):
+    """The app's group: click's usage errors (its own parsing, before any command runs) become one
+    red line and a hint, exit 2, instead of the usage text and a boxed panel."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        with _usage_errors():
+            return super().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _usage_errors():
+            return super().invoke(ctx)

@@ -19,6 +19,7 @@ from dysink_cli.cli.errors import cli_errors
 from dysink_cli.cli.render_cmd import DebugOpt
 from dysink_cli.diagnostics import metrics
 from dysink_cli.diagnostics.report import Report, analyze, log_summary, report_to_json
+from dysink_cli.errors import OutputError
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
@@ -81,6 +82,16 @@ def _table(report: Report, png: Path) -> Table:
     return table
 
 
+def check_png(png: Path) -> None:
+    """The report PNG can be written: not a folder, in a folder that exists."""
+    if png.is_dir():
+        raise OutputError(f"-o {png} is a folder", "pass a file name, e.g. -o report.png")
+    if not png.parent.is_dir():
+        raise OutputError(
+            f"folder {png.parent} for -o does not exist", f"create it first: mkdir -p {png.parent}"
+        )
+
+
 def inspect_command(
     video: Annotated[Path, typer.Argument(help="Rendered video (any format ffmpeg reads).")],
     log: Annotated[
@@ -134,6 +145,7 @@ def inspect_command(
     png = output if output is not None else video.with_suffix(".inspect.png")
     status = Console(stderr=True)
     with cli_errors(debug):
+        check_png(png)  # before the decode, which can take minutes
         if json_out or not status.is_terminal:
             report = analyze(video, log, reference_frames, min_lag)
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +20,12 @@ from dysink_cli.config import RenderConfig, resolve_config, with_changes
 from dysink_cli.errors import ConfigError, GpuError, OutputError, TimelineError, WeightsError
 from dysink_cli.io.ffmpeg import check_output_suffix
 from dysink_cli.render.job import RenderJob
-from dysink_cli.render.workdir import resumable
+from dysink_cli.render.workdir import resumable, work_dir_for
 from dysink_cli.timeline import Timeline, plan_frames
 
 WEIGHTS_ENV = "DYSINK_WEIGHTS"
 MAX_SEED = 2**63 - 1
+MAX_SECONDS = 24 * 3600  # a day of video per render: far past any model's tested length
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ def check_seconds(seconds: float | None, where: str = "--seconds") -> float:
         raise ConfigError(
             f"{where} {seconds:g} is not a positive number of seconds", "pass e.g. --seconds 30"
         )
+    if seconds > MAX_SECONDS:
+        raise ConfigError(
+            f"{where} {seconds:g} is more than {MAX_SECONDS} s (24 hours) of video",
+            f"pass at most --seconds {MAX_SECONDS}; render longer stories as several videos",
+        )
     return float(seconds)
 
 
@@ -69,18 +76,73 @@ def check_seed(seed: int) -> int:
     return seed
 
 
+def _check_folder(parent: Path, what: str = "") -> None:
+    """The folder a new file goes in exists, is a folder, and can be written."""
+    named = f"folder {parent}" + (f" for {what}" if what else "")
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"{parent} is a file, not a folder", "pick a path inside a folder")
+    if not parent.is_dir():
+        raise OutputError(f"{named} does not exist", f"create it first: mkdir -p {parent}")
+    try:  # a real probe: mode bits say yes to root, a read-only or virtual file system says no
+        fd, probe = tempfile.mkstemp(prefix=".dysink-probe-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OutputError(
+            f"{named} is not writable: {err.strerror or err}", "pick a folder you can write to"
+        ) from None
+
+
 def check_output(path: Path, overwrite: bool) -> Path:
     """The output can be created: .mp4/.mkv, its folder is writable, and no clash unless --overwrite."""
-    check_output_suffix(path)
     if path.is_dir():
         raise OutputError(f"output {path} is a folder", "pass a file name, e.g. -o video.mp4")
-    parent = path.parent
-    if not parent.is_dir():
-        raise OutputError(f"folder {parent} does not exist", f"create it first: mkdir -p {parent}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"folder {parent} is not writable", "pick an output folder you can write to")
+    check_output_suffix(path)
+    _check_folder(path.parent)
     if path.exists() and not overwrite and not resumable(path):
         raise OutputError(f"{path} already exists", "pass --overwrite or pick another name")
+    return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """One file under two spellings (relative, `..`, a symlink, a hard link), existing or not."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_log_json(path: Path, output: Path, *, may_exist: bool) -> Path:
+    """--log-json can be written without touching the video: not the output (however spelled), not in
+    its work folder, not a folder, in a writable folder, and new unless `may_exist` (--overwrite, or
+    a render that continues a checkpoint and appends to its log)."""
+    suggestion = f"--log-json {output.with_suffix('.jsonl').name}"
+    if _same_file(path, output):
+        raise OutputError(
+            f"--log-json {path} is the output video {output}", f"give the log its own name: {suggestion}"
+        )
+    work = work_dir_for(output).resolve()
+    if path.resolve() == work or work in path.resolve().parents:
+        raise OutputError(f"--log-json {path} is inside the render's work folder {work}", f"use {suggestion}")
+    if path.is_dir():
+        raise OutputError(f"--log-json {path} is a folder", f"pass a file name: {suggestion}")
+    _check_folder(path.parent, "--log-json")
+    if path.exists() and not may_exist:
+        raise OutputError(
+            f"--log-json {path} already exists", "pass --overwrite to replace it, or pick another name"
+        )
+    existed = path.exists()
+    try:  # the proof that the log can be written, even where permissions say yes and the disk no
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        raise OutputError(
+            f"--log-json {path} cannot be written: {err.strerror or err}", "pick a file you can write to"
+        ) from None
+    if not existed:
+        path.unlink()  # nothing is left behind until the render starts
     return path
 
 
@@ -114,6 +176,11 @@ def resolve_weights_dir(
     for origin, value in given:
         if value is not None and str(value) != "":
             folder = Path(value).expanduser()
+            if folder.exists() and not folder.is_dir():
+                raise WeightsError(
+                    f"weights folder {folder} (from {origin}) is a file, not a folder",
+                    "point it at the folder that holds the weight files",
+                )
             if not folder.is_dir():
                 raise WeightsError(
                     f"weights folder {folder} (from {origin}) does not exist",
@@ -171,8 +238,8 @@ def build_job(
     plan = plan_frames(seconds, cfg.output.fps, cfg.engine.frames_per_block)
     timeline.switch_blocks(plan)
     check_output(output, opts.overwrite or not check_exists)
-    if log_json is not None and not log_json.parent.is_dir():
-        raise OutputError(f"folder {log_json.parent} for --log-json does not exist", "create it first")
+    if log_json is not None:  # a render that continues a checkpoint appends to its log
+        check_log_json(log_json, output, may_exist=opts.overwrite or resumable(output))
     return RenderJob(
         segments=timeline.segments,
         seconds=seconds,

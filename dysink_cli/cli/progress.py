@@ -1,13 +1,15 @@
 """Draw render events with rich: a bar per video (blocks, video seconds, FPS, ETA) and a stats line.
 
-`RenderProgress` is the `on_event` callback handed to render(); --quiet keeps only warnings, and
-`live=False` prints one line per video instead of bars (used by non-zero ranks of a batch).
-Imports render.events only (torch-free).
+`RenderProgress` is the `on_event` callback handed to render(); --quiet keeps only warnings. Without
+a terminal (a log file, CI) or with `live=False` (non-zero ranks of a batch) there are no bars: one
+plain line per `PLAIN_EVERY_BLOCKS` blocks and `PLAIN_EVERY_S` seconds, whichever comes later (the
+first after the first block). Imports render.events only (torch-free).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console, RenderableType
@@ -15,6 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.text import Text
 
 from dysink_cli.render.events import BlockDone, Event, Finished, Note, PromptSwitch, RenderStarted
+
+PLAIN_EVERY_BLOCKS = 10
+PLAIN_EVERY_S = 5.0
 
 
 class _BarsWithStats(Progress):
@@ -50,18 +55,25 @@ class RenderProgress:
     """Callable event sink; use as a context manager around render() so the display is torn down."""
 
     def __init__(
-        self, console: Console | None = None, *, quiet: bool = False, live: bool = True, prefix: str = ""
+        self,
+        console: Console | None = None,
+        *,
+        quiet: bool = False,
+        live: bool = True,
+        prefix: str = "",
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.console = console or Console(stderr=True, highlight=False)
-        self.quiet, self.live, self.prefix = quiet, live, prefix
+        self.quiet, self.live, self.prefix, self.clock = quiet, live, prefix, clock
         self._bars: _BarsWithStats | None = None
         self._tasks: dict[str, TaskID] = {}
         self._current: str | None = None
         self._started_at: dict[str, float] = {}
         self._duration_s: dict[str, float] = {}
+        self._plain: _PlainLines | None = None
 
     def __enter__(self) -> RenderProgress:
-        if self.live and not self.quiet:
+        if self.live and not self.quiet and self.console.is_terminal:
             self._bars = _BarsWithStats(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -103,9 +115,10 @@ class RenderProgress:
 
     def _start(self, event: RenderStarted) -> None:
         self._current = event.output
-        self._started_at[event.output] = time.perf_counter()
+        self._started_at[event.output] = self.clock()
         self._duration_s[event.output] = event.duration_s
         if self._bars is None:
+            self._plain = _PlainLines(event, self._started_at[event.output])
             self.print(
                 Text(
                     f"{self.prefix}rendering {event.output}: {event.total_blocks} blocks, "
@@ -122,12 +135,48 @@ class RenderProgress:
         )
 
     def _advance(self, event: BlockDone) -> None:
-        if self._bars is None or self._current not in self._tasks:
+        if self._bars is None:
+            line = self._plain.line(event, self.clock()) if self._plain is not None else None
+            if line is not None:
+                self.print(Text(f"{self.prefix}{line}"))
             return
-        elapsed = time.perf_counter() - self._started_at[self._current]
+        if self._current not in self._tasks:
+            return
+        elapsed = self.clock() - self._started_at[self._current]
         fps = event.stats.get("fps") or (event.frames_written / elapsed if elapsed > 0 else 0.0)
         video = f"{event.video_seconds_done:.1f}/{self._duration_s[self._current]:.1f} s"
         self._bars.update(
             self._tasks[self._current], completed=event.block + 1, video=video, fps=f"{fps:.1f} fps"
         )
         self._bars.stats = stats_line(event.stats)
+
+
+def _clock_text(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class _PlainLines:
+    """When the next plain progress line is due (for logs), and its text."""
+
+    def __init__(self, event: RenderStarted, started_at: float) -> None:
+        self.total, self.first, self.duration_s = event.total_blocks, event.first_block, event.duration_s
+        self.started_at = started_at
+        # frames an earlier run wrote (a resume): about first_block / total of the video
+        self.frames_before = event.video_frames * event.first_block // max(event.total_blocks, 1)
+        self.last: tuple[int, float] | None = None  # (blocks done, clock) at the last line
+
+    def line(self, event: BlockDone, now: float) -> str | None:
+        done = event.block + 1
+        if self.last is not None:
+            blocks_since, seconds_since = done - self.last[0], now - self.last[1]
+            if blocks_since < PLAIN_EVERY_BLOCKS or seconds_since < PLAIN_EVERY_S:
+                return None
+        self.last = (done, now)
+        elapsed = max(now - self.started_at, 1e-9)
+        fps = (event.frames_written - self.frames_before) / elapsed
+        eta = (self.total - done) * elapsed / max(done - self.first, 1)
+        return (
+            f"block {done}/{self.total} | {event.video_seconds_done:.1f}/{self.duration_s:.1f} s of video"
+            f" | {fps:.1f} fps | ETA {_clock_text(eta)}"
+        )

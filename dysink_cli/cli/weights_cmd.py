@@ -40,6 +40,10 @@ def check(
     console = Console(highlight=False, soft_wrap=True)
     with cli_errors(debug):
         manifest = resolve_config(preset).files if preset else FilesSection()
+        if directory.exists() and not directory.is_dir():
+            raise WeightsError(
+                f"{directory} is a file, not a weights folder", "pass the folder that holds it"
+            )
         if not directory.is_dir():
             raise WeightsError(f"weights folder {directory} does not exist", "pass the folder with the files")
         from dysink_cli.io import weights, weights_check  # torch loads here, not at start-up

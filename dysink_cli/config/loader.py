@@ -30,10 +30,10 @@ REMOVED_KEYS = {
 }
 
 
-def suggest(name: str, options: list[str] | tuple[str, ...]) -> str:
+def suggest(name: str, options: list[str] | tuple[str, ...], noun: str = "keys") -> str:
     """'did you mean ...?' for the closest option, else the list of valid ones."""
     close = difflib.get_close_matches(name, options, n=1)
-    return f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(options)}"
+    return f"did you mean '{close[0]}'?" if close else f"valid {noun}: {', '.join(options)}"
 
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
@@ -149,16 +149,33 @@ def list_presets() -> dict[str, Path]:
     return {p.stem: p for p in sorted(preset_dir().glob("*.toml"))}
 
 
-def load_toml(path: Path, what: str, error: type[ConfigError] = ConfigError) -> dict[str, Any]:
-    """A TOML file's data; a missing, unreadable or garbled file is one `error` naming `what`."""
+def read_text(path: Path, what: str, error: type[ConfigError] = ConfigError) -> str:
+    """A text file's UTF-8 contents; a missing, unreadable or non-UTF-8 file (or a folder) is one
+    `error` naming `what` and, for bad bytes, the line they are on."""
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise error(f"{what} {path} does not exist", "check the path") from None
     except IsADirectoryError:
-        raise error(f"{what} {path} is a folder", "pass a .toml file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise error(f"{what} {path} is a folder, not a file", "pass the file's path") from None
+    except OSError as err:
+        raise error(f"cannot read {what} {path}: {err.strerror or err}", "check the path") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise error(
+            f"{what} {path} is not UTF-8 text (line {line}: byte 0x{data[err.start]:02x})",
+            "save the file as UTF-8",
+        ) from None
+
+
+def load_toml(path: Path, what: str, error: type[ConfigError] = ConfigError) -> dict[str, Any]:
+    """A TOML file's data; a missing, unreadable, non-UTF-8 or garbled file is one `error` naming `what`."""
+    text = read_text(path, what, error)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
         raise error(f"{what} {path} is not valid TOML: {err}", "fix the syntax") from None
 
 
@@ -170,7 +187,7 @@ def load_preset_data(name_or_path: str) -> dict[str, Any]:
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         return load_toml(path, "preset")
-    raise ConfigError(f"unknown preset '{name_or_path}'", suggest(name_or_path, list(presets)))
+    raise ConfigError(f"unknown preset '{name_or_path}'", suggest(name_or_path, list(presets), "presets"))
 
 
 def resolve_config(

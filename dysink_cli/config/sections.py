@@ -112,6 +112,7 @@ class EngineSection:
                 "(below engine.window_frames)",
                 "the sink counts toward the window; lower it or widen the window",
             )
+        _in_range("engine.horizon_frames", self.horizon_frames, 1, hint="Self-Forcing's horizon is 21")
         if self.policy == "rolling-sink" and (
             self.horizon_frames % self.frames_per_block or self.horizon_frames <= 2 * self.frames_per_block
         ):

@@ -16,6 +16,7 @@ from typing import Any
 import imageio_ffmpeg
 import numpy as np
 
+from dysink_cli.config import read_text
 from dysink_cli.diagnostics import metrics
 from dysink_cli.errors import ConfigError
 
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 _INT_KEYS = ("block", "start_frame", "frames_written", "bank_size", "gate_closures")
-_FLOAT_KEYS = ("time_s", "gpu_mem_gb", "rss_gb", "fps")
+_FLOAT_KEYS = ("time_s", "video_s", "gpu_mem_gb", "rss_gb", "fps")
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,10 @@ class BlockLog:
     """One line of a render log; a key missing from the line is None."""
 
     block: int | None = None
-    start_frame: int | None = None
+    start_frame: int | None = None  # a latent frame index (the VAE makes ~4 video frames of each)
     time_s: float | None = None
-    frames_written: int | None = None
+    frames_written: int | None = None  # video frames written when the block was done
+    video_s: float | None = None  # seconds of video written when the block was done
     bank_size: int | None = None
     retrieved_frames: tuple[int, ...] | None = None
     gate_closures: int | None = None
@@ -114,13 +116,7 @@ def _parse_block(obj: dict[str, Any], where: str) -> BlockLog:
 
 def read_log(path: Path) -> list[BlockLog]:
     """Parse a JSON-lines render log; blank lines are skipped, unknown keys ignored."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(
-            f"cannot read log {path}: {reason}", "pass the render's --log-json file"
-        ) from None
+    text = read_text(Path(path), "log", ConfigError)
     blocks = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -129,9 +125,7 @@ def read_log(path: Path) -> list[BlockLog]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"{where} is not valid JSON ({exc.msg})", "fix or delete that line"
-            ) from None
+            raise ConfigError(f"{where} is not valid JSON ({exc.msg})", "fix or delete that line") from None
         if not isinstance(obj, dict):
             raise ConfigError(f"{where} is not a JSON object", "fix or delete that line")
         blocks.append(_parse_block(obj, where))
@@ -194,6 +188,8 @@ def analyze(
             "each must be at least 1",
         )
     video_path = Path(video_path)
+    if video_path.is_dir():
+        raise ConfigError(f"video {video_path} is a folder, not a file", "pass the path of a rendered video")
     if not video_path.is_file():
         raise ConfigError(f"video {video_path} does not exist", "pass the path of a rendered video")
     blocks = read_log(Path(log_path)) if log_path is not None else None
@@ -253,9 +249,7 @@ def log_summary(blocks: list[BlockLog]) -> dict[str, Any]:
         "blocks": len(blocks),
         "bank_size_last": agg("bank_size", lambda v: v[-1]),
         "bank_size_max": agg("bank_size", max),
-        "retrieved_per_block": agg(
-            "retrieved_frames", lambda v: float(np.mean([len(r) for r in v]))
-        ),
+        "retrieved_per_block": agg("retrieved_frames", lambda v: float(np.mean([len(r) for r in v]))),
         "gate_closures_total": agg("gate_closures", sum),
         "blocks_with_gate_closures": agg("gate_closures", lambda v: sum(1 for c in v if c > 0)),
         "fps_mean": agg("fps", lambda v: float(np.mean(v))),

@@ -121,19 +121,36 @@ def _torch_load(path: Path) -> Any:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+REFUSED_HINT = "convert it to safetensors with a trusted tool, or get the file from its official source"
+# pickle opcodes that import or call Python code (a weights-only load never needs them)
+CODE_OPCODES = {82: "REDUCE", 99: "GLOBAL", 105: "INST", 111: "OBJ", 129: "NEWOBJ", 146: "NEWOBJ_EX",
+                149: "STACK_GLOBAL"}  # fmt: skip
+
+
+def _refusal(path: Path, err: pickle.UnpicklingError) -> WeightsError:
+    """What torch's weights-only unpickler refused, and why, as one line (never "re-download it":
+    the file may be exactly what its author published). Other garbage is a damaged file."""
+    text = str(err)
+    code = re.search(r"GLOBAL ([\w.]+)", text)
+    opcode = re.search(r"Unsupported operand (\d+)", text)
+    if code is not None:
+        what = code[1]
+    elif opcode is not None and int(opcode[1]) in CODE_OPCODES:
+        what = f"pickle opcode {CODE_OPCODES[int(opcode[1])]}"
+    else:
+        return WeightsError(f"{path} is not a readable torch weights file", "re-download it")
+    return WeightsError(
+        f"refused to load {path}: its pickle wants to run code ({what}), which a weights file never needs",
+        REFUSED_HINT,
+    )
+
+
 def _read_pickle(path: Path, meta: bool) -> Any:
     """torch.load with weights_only=True and mmap=True: tensors and plain containers only."""
     try:
         obj = _torch_load(path)
     except pickle.UnpicklingError as err:
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        if refused is None:
-            raise WeightsError(f"{path} is not a readable torch weights file", "re-download it") from None
-        raise WeightsError(
-            f"{path} holds Python objects beyond tensors and plain containers ({refused[1]}); "
-            "refused to unpickle it",
-            "re-save only the weights (torch.save(ckpt['generator'], 'clean.pt')) or convert to safetensors",
-        ) from None
+        raise _refusal(path, err) from None
     except Exception as err:  # noqa: BLE001 - a damaged file fails anywhere inside torch.load
         raise WeightsError(
             f"cannot read {path}: {_first_line(err, with_type=True)[:200]}", "re-download it"

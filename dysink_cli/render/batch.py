@@ -1,7 +1,9 @@
 """Batch renders: read entries, name outputs, decide what is finished, shard over ranks, gather results.
 
-An entry is finished when `OUT.done` exists beside its output (written after a successful render).
-`OUT.partial` marks a render in progress; a re-run renders such an entry again from the start.
+An entry is finished when `OUT.done` exists beside its output (written after a successful render) and
+records the same settings (render.workdir's job fingerprint); one finished with other settings, or
+under the old format without them, is rendered again. `OUT.partial` marks a render in progress; a
+re-run continues its checkpoint, or starts it again when its settings changed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dysink_cli.config import read_text
 from dysink_cli.errors import ConfigError, DysinkError
+from dysink_cli.render.job import RenderJob
+from dysink_cli.render.workdir import CHECKPOINT_META, JOB_FILE, job_fingerprint, work_dir_for
 from dysink_cli.timeline import Timeline
 
 JSONL_KEYS = ("prompt", "seconds", "seed", "output", "preset")
@@ -48,7 +53,7 @@ class EntryResult:
 
 def _lines(path: Path) -> list[tuple[int, str]]:
     """(line number, text) of the non-blank, non-# lines."""
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "batch file")
     return [
         (n, line.strip())
         for n, line in enumerate(text.splitlines(), 1)
@@ -124,15 +129,46 @@ def partial_marker(output: Path) -> Path:
     return output.with_name(output.name + ".partial")
 
 
-def entry_state(output: Path, overwrite: bool) -> str:
-    """'skip' (finished), 'render', or 'foreign' (a file this batch did not write; needs --overwrite)."""
+def settings_of(job: RenderJob) -> dict[str, Any]:
+    """The job's fingerprint as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(job_fingerprint(job)))
+
+
+def _json_file(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_done(output: Path, job: RenderJob, label: str, video_s: float, wall_s: float) -> None:
+    """Mark `output` finished, with the settings it was rendered with."""
+    record = {"label": label, "seed": job.seed, "seconds": job.seconds, "video_s": video_s,
+              "wall_s": wall_s, "fingerprint": settings_of(job)}  # fmt: skip
+    done_marker(output).write_text(json.dumps(record) + "\n", encoding="utf-8")
+
+
+def entry_state(output: Path, overwrite: bool, job: RenderJob) -> str:
+    """'skip' (finished with these settings), 'changed' (finished by this batch with other settings,
+    or an old `.done` without them: ours to replace), 'render', or 'foreign' (a file this batch did
+    not write; needs --overwrite)."""
     if overwrite:
         return "render"
     if done_marker(output).exists() and output.exists():
-        return "skip"
+        done = _json_file(done_marker(output)) or {}
+        return "skip" if done.get("fingerprint") == settings_of(job) else "changed"
     if not output.exists() or partial_marker(output).exists():
         return "render"
     return "foreign"
+
+
+def started_with(output: Path, job: RenderJob) -> bool:
+    """The work folder beside `output` holds this job (its checkpoint's record, else its job file)."""
+    work = work_dir_for(output)
+    checkpoint = _json_file(work / CHECKPOINT_META)
+    started = checkpoint.get("job") if checkpoint is not None else _json_file(work / JOB_FILE)
+    return started == settings_of(job)
 
 
 def shard(entries: Sequence[T], rank: int, world: int) -> list[T]:

@@ -87,7 +87,7 @@ class WorkDir:
         self.output = Path(output)
         self.path = work_dir_for(self.output)
         self._lock: int | None = None
-        self._created = False
+        self._created = self._new_lock = False
 
     def acquire(self, job: RenderJob) -> Checkpoint | None:
         """Lock the output for this process, then find the checkpoint this job continues.
@@ -101,6 +101,7 @@ class WorkDir:
             )
         self._created = not self.path.exists()
         self.open()
+        self._new_lock = not (self.path / LOCK_FILE).exists()
         fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -118,7 +119,9 @@ class WorkDir:
             checkpoint = self.find(job)
             (self.path / JOB_FILE).write_text(json.dumps(job_fingerprint(job)))
             return checkpoint
-        except BaseException:
+        except BaseException:  # refused: leave the folder as it was found
+            if not self._created and self._new_lock:
+                (self.path / LOCK_FILE).unlink(missing_ok=True)
             self.release(remove=self._created)
             raise
 

@@ -1,0 +1,156 @@
+"""`dysink bench speed`: how fast a preset renders here, each figure with its definition.
+
+A thin face over benchmarks/speed.py, imported inside the command (torch loads only then): the
+command draws its results as rich tables and writes --json. Imports cli.errors, cli.options,
+cli.render_cmd (shared options) and errors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Column, Table
+
+from dysink_cli.cli.errors import cli_errors
+from dysink_cli.cli.options import check_device, resolve_weights_dir
+from dysink_cli.cli.render_cmd import DebugOpt, DeviceOpt, SetOpt
+from dysink_cli.errors import OutputError
+
+if TYPE_CHECKING:
+    from dysink_cli.benchmarks.results import SpeedResult
+
+bench_app = typer.Typer(help="Measure dysink on this machine.", no_args_is_help=True)
+
+
+@bench_app.callback()
+def _bench() -> None:
+    """Measure dysink on this machine."""
+
+
+def _gb(value: float | None, what: str) -> str:
+    return f"{value:.2f} GB" if value is not None else f"- ({what})"
+
+
+def result_table(r: SpeedResult) -> Table:
+    """One configuration's figures as a two-column table."""
+    title = f"{r.preset}: descriptors {r.descriptors}, decoder {r.decoder}, stored {r.stored}, {r.resolution}"
+    caption = f"{r.device}; {r.weights} (loaded in {r.load_s:.1f} s); {r.blocks} blocks, {r.frames} frames"
+    table = Table(
+        Column("figure"),
+        Column("value", justify="right"),
+        title=escape(title),
+        title_justify="left",
+        caption=escape(caption),
+        caption_justify="left",
+    )
+    table.add_row("end-to-end FPS", f"{r.e2e_fps:.1f}")
+    table.add_row("DiT-only FPS", f"{r.dit_fps:.1f}")
+    table.add_row("time to first frame", f"{r.ttff_s:.2f} s")
+    table.add_row("ms per block", f"{r.ms_per_block['total']:.1f}")
+    for stage, ms in r.ms_per_block.items():
+        if stage != "total":
+            table.add_row(f"  {stage}", f"{ms:.1f}")
+    table.add_row("peak GPU memory", _gb(r.peak_gpu_gb, "CPU run"))
+    table.add_row("peak host RSS", _gb(r.peak_rss_gb, ""))
+    if r.floor is not None:
+        f = r.floor
+        rates = f"{f.tflop:.1f} TFLOP at {f.matmul_tflops:.0f} / {f.attention_tflops:.0f} TFLOP/s"
+        table.add_row("DiT floor", f"{f.block_ms:.1f} ms = {f.fps:.1f} FPS ({rates})")
+    else:
+        table.add_row("DiT floor", "- (CUDA only)")
+    warm = f"{r.warmup_s:.1f} s before the loop + " if r.warmup_s is not None else ""
+    table.add_row("warm-up (excluded)", f"{warm}{r.warmup_blocks_s:.1f} s in {r.warmup_blocks} block(s)")
+    encode = f"{r.encode_fps:.0f} FPS on this CPU" if r.encode_fps is not None else "- (no ffmpeg)"
+    table.add_row("x264 encode (apart)", encode)
+    return table
+
+
+def definitions(warmup: int) -> list[str]:
+    """One line per figure: what it measures."""
+    return [
+        f"every figure: median of the steady-state blocks after {warmup} warm-up block(s); graph capture "
+        "and compile excluded (reported: warm-up seconds)",
+        "end-to-end FPS: a block's video frames / its wall time: DiT, decode and hand-off to the encoder "
+        "(frames in a NullSink); x264 is not in it (measured apart)",
+        "DiT-only FPS: a block's video frames / (denoise + clean_pass ms)",
+        "time to first frame: block loop start (networks loaded, warmed up) until the first frames reach "
+        "the encoder",
+        "ms per block: wall time of a block; each stage: its time in the block (CUDA events on a GPU, wall "
+        "clock on a CPU)",
+        "peak GPU memory: torch's allocator peak over the render, networks included",
+        "peak host RSS: this process's highest resident memory sampled during the render",
+        "DiT floor: FLOPs of a block's DiT forwards (steps + clean pass) at this GPU's measured GEMM / "
+        "attention rates",
+        "x264 encode: synthetic frames at the output size through ffmpeg on this CPU, apart from the render",
+    ]
+
+
+PresetsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--preset", help="Preset to measure (repeatable; default dysink). tiny runs on a CPU."),
+]
+
+
+@bench_app.command("speed")
+def speed_command(
+    presets: PresetsOpt = None,
+    decoder: Annotated[
+        str | None, typer.Option("--decoder", metavar="wan|taehv", help="Output decoder (model.decoder).")
+    ] = None,
+    blocks: Annotated[int, typer.Option("--blocks", help="Blocks rendered per configuration.")] = 12,
+    warmup: Annotated[int, typer.Option("--warmup", help="Leading blocks left out of the medians.")] = 3,
+    weights: Annotated[
+        Path | None,
+        typer.Option("--weights", help="Weights folder to measure (default: random weights at full size)."),
+    ] = None,
+    sets: SetOpt = None,
+    descriptors: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--descriptors", metavar="standalone|shared", help="DySink descriptor mode (repeatable)."
+        ),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the results as a JSON list, one per configuration.")
+    ] = None,
+    device: DeviceOpt = "auto",
+    debug: DebugOpt = False,
+) -> None:
+    """Render blocks of each preset into a NullSink and print FPS, stage times, memory and the floor."""
+    out = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    with cli_errors(debug):
+        folder, _ = resolve_weights_dir(weights, {})
+        if json_out is not None and not json_out.parent.is_dir():
+            raise OutputError(
+                f"--json {json_out}: folder {json_out.parent} does not exist", "create it first"
+            )
+        check_device(device)
+        from dysink_cli.benchmarks.speed import SpeedBench, SpeedRequest  # torch loads here
+
+        request = SpeedRequest(
+            presets=tuple(presets or ("dysink",)),
+            decoder=decoder,
+            blocks=blocks,
+            warmup=warmup,
+            weights=folder,
+            overrides=tuple(sets or ()),
+            descriptors=tuple(descriptors or ()),
+            device=device,
+        )
+        bench = SpeedBench(request)
+        results = []
+        for case in bench.cases:
+            err.print(f"[dim]measuring {escape(case.preset)} ({blocks} blocks, {warmup} warm-up) ...[/]")
+            results.append(bench.run(case))
+            out.print(result_table(results[-1]))
+        for line in definitions(warmup):
+            out.print(f"[dim]{escape(line)}[/]")
+        if json_out is not None:
+            json_out.write_text(json.dumps([r.to_json() for r in results], indent=1) + "\n")
+            err.print(f"[dim]wrote {escape(str(json_out))}[/]")
