@@ -9,12 +9,8 @@ Prints the floor arithmetic and a table; appends one JSON line per preset to --j
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import math
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,17 +19,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dysink_cli.benchmarks.floor import Rates, forward_flops  # noqa: E402
+from dysink_cli.benchmarks.floor import floor_ms as rate_floor_ms  # noqa: E402
+from dysink_cli.benchmarks.networks import NetworkCache  # noqa: E402
+from dysink_cli.benchmarks.networks import random_embeds as shared_embeds  # noqa: E402
+from dysink_cli.benchmarks.speed import SpeedBench, SpeedRequest  # noqa: E402
 from dysink_cli.config import resolve_config  # noqa: E402
-from dysink_cli.io.ffmpeg import NullSink  # noqa: E402
-from dysink_cli.model.config import PE_CORE_S16_384, WAN_1_3B, WAN_VAE  # noqa: E402
-from dysink_cli.model.dit import WanDiT  # noqa: E402
-from dysink_cli.model.pe_core import PECoreVision  # noqa: E402
-from dysink_cli.model.tiny import init_untrained  # noqa: E402
+from dysink_cli.model.config import WAN_1_3B  # noqa: E402
 from dysink_cli.model.vae import WanVAE  # noqa: E402
-from dysink_cli.render.events import BlockDone  # noqa: E402
-from dysink_cli.render.job import RenderJob  # noqa: E402
 from dysink_cli.render.networks import Networks  # noqa: E402
-from dysink_cli.timeline import Segment  # noqa: E402
 
 MATMUL_TFLOPS = 748.0  # measured bf16 matmul on the H100 (issue 6)
 ATTN_TFLOPS = 532.0  # measured cuDNN SDPA on a DySink layer
@@ -41,16 +35,11 @@ ATTN_TFLOPS = 532.0  # measured cuDNN SDPA on a DySink layer
 
 def floor_ms(keys_frames: int, tokens_per_frame: int = 1560, frames: int = 3) -> dict[str, float]:
     """FLOPs of one DiT forward over a block and the time at the measured rates."""
-    cfg = WAN_1_3B
-    tokens = frames * tokens_per_frame
-    per_token = 2 * (4 * cfg.dim**2 + 2 * cfg.dim**2 + 2 * cfg.dim * cfg.ffn_dim) * cfg.num_layers
-    linear = per_token * tokens
-    attn = 4 * tokens * keys_frames * tokens_per_frame * cfg.dim * cfg.num_layers
-    cross = 4 * tokens * cfg.text_len * cfg.dim * cfg.num_layers
+    flops = forward_flops(WAN_1_3B, tokens_per_frame, keys_frames, frames)
     return {
-        "linear_tflop": linear / 1e12,
-        "attn_tflop": (attn + cross) / 1e12,
-        "ms": linear / MATMUL_TFLOPS / 1e9 + (attn + cross) / ATTN_TFLOPS / 1e9,
+        "linear_tflop": flops.linear / 1e12,
+        "attn_tflop": flops.attention / 1e12,
+        "ms": rate_floor_ms(flops, Rates(MATMUL_TFLOPS, ATTN_TFLOPS)),
     }
 
 
@@ -83,13 +72,13 @@ def attention_backends() -> dict[str, float]:
     return out
 
 
-def profile_blocks(models: Networks, blocks: int = 2) -> None:
+def profile_blocks(blocks: int = 2) -> None:
     """Top CUDA kernels over `blocks` DySink blocks after a warm-up (torch.profiler)."""
     from torch.profiler import ProfilerActivity, profile
 
-    run_preset("dysink", "standalone", 3, 1, models, [])
+    run_preset("dysink", "standalone", 3, 1, [], apart=False)
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        run_preset("dysink", "standalone", blocks + 1, 1, models, [])
+        run_preset("dysink", "standalone", blocks + 1, 1, [], apart=False)
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=60))
 
 
@@ -125,7 +114,7 @@ def bf16_vs_fp32(models: Networks, blocks: int = 3) -> float:
     from dysink_cli.engine.noise import SeededNoise
 
     spec = LoopSpec(policy="static-sink", window_frames=12, sink_frames=3, capacity_frames=12)
-    emb = random_embeds("x", torch.device("cuda"))["x"].cuda()
+    emb = random_embeds("x")["x"].cuda()
     outs = []
     for dtype in (torch.float32, torch.bfloat16):
         dit = models.dit.to(dtype)
@@ -139,88 +128,39 @@ def bf16_vs_fp32(models: Networks, blocks: int = 3) -> float:
     return float((outs[1] - outs[0]).norm() / outs[0].norm())
 
 
+NETWORKS = NetworkCache(torch.device("cuda"))  # one set of random full-size networks for every run
+
+
 def build_models(device: torch.device, dtype: torch.dtype) -> Networks:
-    start = time.perf_counter()
-    with torch.device(device):
-        dit = init_untrained(WanDiT(WAN_1_3B), 1).to(dtype).eval().requires_grad_(False)
-        vae = init_untrained(WanVAE(WAN_VAE), 2).to(dtype).eval().requires_grad_(False)
-        pe = init_untrained(PECoreVision(PE_CORE_S16_384), 3).float().eval().requires_grad_(False)
-    torch.cuda.synchronize()
-    print(f"built random full-size models in {time.perf_counter() - start:.1f} s", flush=True)
-    return Networks(dit=dit, vae=vae, pe=pe, description="random full-size")
+    """The random full-size networks every run of this script shares (built once, on `device`)."""
+    assert device.type == "cuda"
+    cfg = resolve_config("dysink", [f'model.dtype="{str(dtype).removeprefix("torch.")}"'])
+    loaded = NETWORKS.get(cfg)
+    print(f"built random full-size models in {loaded.load_s:.1f} s", flush=True)
+    return loaded.networks
 
 
-def random_embeds(prompt: str, device: torch.device) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(5)
-    emb = torch.randn(1, WAN_1_3B.text_len, WAN_1_3B.text_dim, generator=gen) * 0.2
-    emb[:, 40:] = 0  # T5 output is zero after the prompt
-    return {prompt: emb}
+def random_embeds(prompt: str, device: torch.device | None = None) -> dict[str, torch.Tensor]:
+    """The bench's umT5-shaped prompt embedding, on the CPU (`device` kept for the other scripts)."""
+    return shared_embeds(prompt)
 
 
 def run_preset(
-    preset: str, descriptors: str, blocks: int, warmup: int, models: Networks, extra: list[str]
+    preset: str, descriptors: str, blocks: int, warmup: int, extra: list[str], apart: bool = True
 ) -> dict:
-    cfg = resolve_config(preset, [f'dysink.descriptors="{descriptors}"', *extra])
-    seconds = (4 * 3 * blocks - 3) / cfg.output.fps
-    prompt = "benchmark"
-    job = RenderJob(
-        segments=(Segment(0.0, prompt),),
-        seconds=seconds,
-        output=Path("/tmp/bench.mp4"),
-        config=cfg,
-        seed=1,
+    """One preset through `dysink bench speed`'s code (the real render() into a NullSink, on the
+    networks NETWORKS holds); its results.jsonl row. `apart`: also the floor and x264."""
+    request = SpeedRequest(
+        presets=(preset,),
+        blocks=blocks,
+        warmup=warmup,
+        overrides=tuple(extra),
+        descriptors=(descriptors,),
         device="cuda",
-        overwrite=True,
+        measure_apart=apart,
     )
-    done: list[dict] = []
-    torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    stats = render(
-        job,
-        lambda e: done.append(e.stats) if isinstance(e, BlockDone) else None,
-        networks=models,
-        embeds=random_embeds(prompt, torch.device("cuda")),
-        sink_factory=NullSink,
-    )
-    wall = time.perf_counter() - t0
-    steady = done[warmup:]
-    frames = [d["frames_written"] for d in done]
-    block_frames = 4 * cfg.engine.frames_per_block
-    stage_names = sorted({k for d in steady for k in d["ms"]})
-    ms = {k: statistics.median(d["ms"].get(k, 0.0) for d in steady) for k in stage_names}
-    block_ms = statistics.median(
-        (steady[i]["time_s"] - done[warmup + i - 1]["time_s"]) * 1000 for i in range(len(steady))
-    )
-    dit_ms = ms.get("denoise", 0.0) + ms.get("clean_pass", 0.0)
-    return {
-        "date": dt.date.today().isoformat(),
-        "device": torch.cuda.get_device_name(),
-        "commit": _commit(),
-        "preset": preset,
-        "descriptors": descriptors if cfg.engine.policy == "dysink" else "none",
-        "e2e_fps": block_frames / (block_ms / 1000),
-        "dit_fps": block_frames / (dit_ms / 1000) if dit_ms else math.nan,
-        "ttff_s": done[0]["first_frame_s"],  # loop start -> first frames in the encoder's hands
-        "peak_gpu_gb": torch.cuda.max_memory_allocated() / 1e9,
-        "peak_rss_gb": stats.peak_rss_gb,
-        "ms_per_block": {"total": block_ms, **ms},
-        "blocks": blocks,
-        "frames": frames[-1],
-        "wall_s": wall,
-    }
-
-
-def _commit() -> str:
-    """The commit measured: $DYSINK_COMMIT (the GPU box receives no .git), else git."""
-    if os.environ.get("DYSINK_COMMIT"):
-        return os.environ["DYSINK_COMMIT"]
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        )
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
+    bench = SpeedBench(request, NETWORKS)
+    return bench.run(bench.cases[0]).to_json()
 
 
 def main() -> None:
@@ -257,13 +197,13 @@ def main() -> None:
         print(f"VAE block decode (ms): {vae_memory_formats(models.vae)}", flush=True)
         print(f"bf16 vs fp32 latents, 3 blocks, relative L2: {bf16_vs_fp32(models):.2e}", flush=True)
     if args.profile:
-        profile_blocks(models)
+        profile_blocks()
         return
     rows = []
     for preset in args.presets.split(","):
         modes = args.descriptors.split(",") if preset.startswith("dysink") else ["standalone"]
         for mode in modes:
-            row = run_preset(preset, mode, args.blocks, args.warmup, models, args.set)
+            row = run_preset(preset, mode, args.blocks, args.warmup, args.set)
             rows.append(row)
             print(json.dumps(row), flush=True)
             args.jsonl.parent.mkdir(parents=True, exist_ok=True)
@@ -282,8 +222,6 @@ def main() -> None:
             f"{r['peak_gpu_gb']:.1f} | {r['peak_rss_gb']:.1f} | {stages} |"
         )
 
-
-from dysink_cli.render.session import render  # noqa: E402
 
 if __name__ == "__main__":
     main()
