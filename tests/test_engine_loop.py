@@ -132,3 +132,29 @@ def test_retrieved_kv_are_the_stored_kv_rounded_through_bf16(roundtrip: bool) ->
             want_k, want_v = want_k.to(torch.bfloat16).float(), want_v.to(torch.bfloat16).float()
             assert not torch.equal(want_k, stored.k[layer])  # the rounding is visible in fp32
         assert torch.equal(k, want_k) and torch.equal(v, want_v)
+
+
+@pytest.mark.parametrize("policy", ["window", "static-sink", "dysink", "rolling-sink"])
+def test_prefilled_blocks_continue_exactly_as_generated_ones(policy: str) -> None:
+    spec = {
+        "window": LoopSpec(policy="window", window_frames=6, capacity_frames=6),
+        "static-sink": LoopSpec(policy="static-sink", window_frames=6, sink_frames=3, capacity_frames=6),
+        "dysink": LoopSpec(policy="dysink", window_frames=3, capacity_frames=9, top_k=2),
+        "rolling-sink": LoopSpec(policy="rolling-sink", window_frames=9, capacity_frames=9, horizon_frames=9),
+    }[policy]
+    generated = run(generator(spec)[0], 6)
+    gen, _ = generator(spec)
+    for latents in generated[:3]:  # start from the first three blocks as given frames
+        out = gen.prefill(latents)
+        assert out.record["prefilled"] and out.x0_per_step == []
+        if gen.needs_descriptor:
+            gen.finish_block(torch.nn.functional.normalize(torch.ones(4) + out.index, dim=0))
+    assert gen.block == 3
+    continued = run(gen, 3)
+    assert all(torch.equal(a, b) for a, b in zip(generated[3:], continued, strict=True))
+
+
+def test_prefill_takes_exactly_one_block() -> None:
+    gen, _ = generator(LoopSpec(policy="window", window_frames=6, capacity_frames=6))
+    with pytest.raises(ValueError, match="one block of 3 latent frames"):
+        gen.prefill(torch.zeros(1, 2, 16, *HW))

@@ -202,18 +202,43 @@ class BlockGenerator:
         record["gate"] = gate_records(gates, record.get("retrieval"))
         if any(ctx.sink_dropped for ctx in gates):
             record["sink_gate_dropped"] = [ctx.sink_dropped for ctx in gates]  # (step, layer)
-        # 4. clean pass: writes the block's K/V (never sees retrieved memory)
+        # 4.-5. the clean pass writes the block's K/V (never sees retrieved memory), then the policy
+        return self._commit(BlockOutput(b, f0, x0, x0_steps, record), window, repeated=True)
+
+    @torch.no_grad()
+    def prefill(self, latents: Tensor) -> BlockOutput:
+        """Take given clean latents (B, frames_per_block, C, H, W) as the next block: the clean pass
+        writes them into the cache exactly as a generated block's (a picture or a video to start
+        from). With DySink the block waits for finish_block(descriptor) like a generated one."""
+        self._check_finished()
+        s, b = self.spec, self.block
+        if latents.shape[1] != s.frames_per_block or latents.shape[2] != self.dit.cfg.in_dim:
+            raise ValueError(
+                f"prefill takes one block of {s.frames_per_block} latent frames, got {tuple(latents.shape)}"
+            )
+        if self.graphs is not None:
+            self.graphs.next_block()
+        window = self.window_frames()
+        record: dict[str, Any] = {"block": b, "start_frame": b * s.frames_per_block, "prefilled": True}
+        record["effective_local_attn_frames"] = window
+        x0 = latents.to(self.device, self.dtype)
+        return self._commit(BlockOutput(b, b * s.frames_per_block, x0, [], record), window, repeated=False)
+
+    def _commit(self, out: BlockOutput, window: int, repeated: bool) -> BlockOutput:
+        """Steps 4 and 5 of a block whose clean latents are known: the clean pass at t = context,
+        the policy's after-block step, the block counted (DySink's store waits for finish_block)."""
+        s = self.spec
         with self.timer.stage("clean_pass"):
-            self.forward(x0, s.context_timestep, f0, window, repeated=True)
-        # 5. policy after the block
+            self.forward(out.latents, s.context_timestep, out.start_frame, window, repeated=repeated)
         if s.policy == "rolling-sink":
-            done = reinsert(self.cache, f0, s.horizon_frames, s.frames_per_block, self.freqs, self.grid_hw)
-            record["rolling_sink"] = (
+            done = reinsert(
+                self.cache, out.start_frame, s.horizon_frames, s.frames_per_block, self.freqs, self.grid_hw
+            )
+            out.record["rolling_sink"] = (
                 None if done is None else {"source_frames": done[0], "rope_first": done[1]}
             )
-        out = BlockOutput(b, f0, x0, x0_steps, record)
         self._unstored = out if self.memory is not None else None
-        self.recent.append(x0)
+        self.recent.append(out.latents)
         self.block += 1
         return out
 
