@@ -24,6 +24,7 @@ from dysink_cli.render.workdir import resumable, work_dir_for
 from dysink_cli.timeline import Timeline, plan_frames
 
 WEIGHTS_ENV = "DYSINK_WEIGHTS"
+EMBEDDED = ("tiny", "toy")  # models shipped in the package: no weights folder
 MAX_SEED = 2**63 - 1
 MAX_SECONDS = 24 * 3600  # a day of video per render: far past any model's tested length
 
@@ -207,7 +208,7 @@ def resolve_render_config(
     folder, _ = resolve_weights_dir(opts.weights, env, cfg.model.weights)
     if folder is not None:
         cfg = with_changes(cfg, "model", weights=str(folder))
-    elif cfg.model.name != "tiny":
+    elif cfg.model.name not in EMBEDDED:
         raise WeightsError(
             f"preset {preset!r} runs {cfg.model.name} and needs its weights",
             f"pass --weights DIR or set ${WEIGHTS_ENV}; --preset tiny runs the demo",

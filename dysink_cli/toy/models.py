@@ -1,0 +1,142 @@
+"""The toy model: the real architectures at toy size, trained on the procedural world (toy/train.py).
+
+`load_toy_networks(device, dtype)` reads the shipped fp16 file (one safetensors with `dit.`, `vae.`,
+`t5.`, `pe.` keys) strictly; `new_toy_networks()` builds them freshly initialised for training.
+TOY_VAE's latent_mean/latent_std are the trained VAE's measured per-channel statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from dysink_cli.errors import WeightsError
+from dysink_cli.model.config import DiTConfig, PECoreConfig, T5Config, VAEConfig
+from dysink_cli.model.dit import WanDiT
+from dysink_cli.model.pe_core import PECoreVision
+from dysink_cli.model.t5 import UMT5Encoder
+from dysink_cli.model.tiny import init_untrained
+from dysink_cli.model.tokenizer import ByteTokenizer
+from dysink_cli.model.vae import WanVAE
+
+WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "toy.safetensors"
+TOY_SEED = 20261203
+TEXT_LEN = 128  # ByteTokenizer: one token per UTF-8 byte, so the longest caption fits
+
+TOY_T5 = T5Config(
+    vocab_size=384, dim=64, dim_attn=64, dim_ffn=128, num_heads=4, num_layers=2, text_len=TEXT_LEN
+)
+TOY_DIT = DiTConfig(
+    dim=192, ffn_dim=640, freq_dim=128, num_heads=4, num_layers=8, text_dim=TOY_T5.dim, text_len=TEXT_LEN
+)
+# Measured on the trained encoder's posterior means over world clips (train_vae.latent_stats).
+TOY_LATENT_MEAN = (
+    -0.4924, -1.0761, -0.8875, -0.2716, 0.2385, -0.0276, 0.1439, -0.0013,
+    -0.4462, -0.0204, -0.4881, 0.2985, 1.3162, 1.1709, 0.3881, -0.6119,
+)  # fmt: skip
+TOY_LATENT_STD = (
+    1.2393, 0.8521, 1.2494, 0.9269, 0.6293, 1.2591, 1.7798, 1.0665,
+    1.1766, 1.4459, 0.7844, 2.0109, 2.1695, 1.0816, 0.6037, 1.1529,
+)  # fmt: skip
+TOY_VAE = VAEConfig(
+    dim=16, z_dim=16, num_res_blocks=1, latent_mean=TOY_LATENT_MEAN, latent_std=TOY_LATENT_STD
+)
+TOY_PE = PECoreConfig(
+    image_size=64, patch_size=8, width=64, layers=3, heads=4, output_dim=64, attn_pooler_heads=4
+)
+PREFIXES = ("dit", "vae", "t5", "pe")
+
+
+@dataclass(frozen=True)
+class ToyConfigs:
+    """The four networks' configs (micro sizes in tests, TOY_* for the shipped model)."""
+
+    dit: DiTConfig = TOY_DIT
+    vae: VAEConfig = TOY_VAE
+    t5: T5Config = TOY_T5
+    pe: PECoreConfig = TOY_PE
+
+
+TOY = ToyConfigs()
+
+
+@dataclass
+class ToyNetworks:
+    dit: WanDiT
+    vae: WanVAE
+    t5: UMT5Encoder
+    pe: PECoreVision
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"dit": self.dit, "vae": self.vae, "t5": self.t5, "pe": self.pe}
+
+
+def new_toy_networks(cfgs: ToyConfigs = TOY, seed: int = TOY_SEED) -> ToyNetworks:
+    """Freshly initialised networks (float32, CPU): model/tiny.py's seeded recipe, then the DiT's
+    output head and every block's output gates at zero, so the untrained DiT predicts flow 0."""
+    nets = ToyNetworks(WanDiT(cfgs.dit), WanVAE(cfgs.vae), UMT5Encoder(cfgs.t5), PECoreVision(cfgs.pe))
+    for offset, module in enumerate(nets.modules().values()):
+        init_untrained(module, seed + offset)
+    with torch.no_grad():
+        nets.dit.head.head.weight.zero_()
+        nets.dit.head.head.bias.zero_()
+        for name, p in nets.vae.named_parameters():
+            if "gamma" in name:
+                p.fill_(1.0)  # RMS_norm scales start at 1, as in Wan
+    return nets
+
+
+def with_latent_stats(cfg: VAEConfig, mean: list[float], std: list[float]) -> VAEConfig:
+    return replace(cfg, latent_mean=tuple(float(m) for m in mean), latent_std=tuple(float(s) for s in std))
+
+
+def toy_state_dict(nets: ToyNetworks, dtype: torch.dtype = torch.float16) -> dict[str, Tensor]:
+    """All four networks' weights under their prefixes, in `dtype`, contiguous (the shipped layout)."""
+    return {
+        f"{prefix}.{key}": t.detach().to("cpu", dtype).contiguous()
+        for prefix, module in nets.modules().items()
+        for key, t in module.state_dict().items()
+    }
+
+
+def load_strict(module: nn.Module, tensors: dict[str, Tensor], prefix: str, path: Path) -> None:
+    """load_state_dict(strict=True, assign=True) of `prefix.*` keys; WeightsError on any mismatch."""
+    own = {k[len(prefix) + 1 :]: t for k, t in tensors.items() if k.startswith(prefix + ".")}
+    want = set(module.state_dict())
+    missing, unexpected = sorted(want - set(own)), sorted(set(own) - want)
+    if missing or unexpected:
+        raise WeightsError(
+            f"{path} does not fit the toy {prefix}: missing {missing[:3]}, unexpected {unexpected[:3]}",
+            "re-export it with `python -m dysink_cli.toy.train --export`",
+        )
+    dtype = next(module.parameters()).dtype
+    module.load_state_dict({k: t.to(dtype) for k, t in own.items()}, strict=True, assign=True)
+
+
+def load_toy_networks(
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    path: Path = WEIGHTS_PATH,
+    configs: ToyConfigs = TOY,
+) -> tuple[WanDiT, WanVAE, UMT5Encoder, ByteTokenizer, PECoreVision]:
+    """The shipped toy model, frozen, in eval mode: DiT, VAE and T5 in `dtype`, PE-Core in float32."""
+    if not path.is_file():
+        raise WeightsError(
+            f"toy weights not found at {path}",
+            "train and export them: python -m dysink_cli.toy.train --out DIR, then --export",
+        )
+    tensors = load_file(str(path))
+    with torch.device("meta"):
+        nets = ToyNetworks(
+            WanDiT(configs.dit), WanVAE(configs.vae), UMT5Encoder(configs.t5), PECoreVision(configs.pe)
+        )
+    for prefix, module in nets.modules().items():
+        module_dtype = torch.float32 if prefix == "pe" else dtype
+        module.to_empty(device="cpu").to(module_dtype)
+        load_strict(module, tensors, prefix, path)
+        module.to(device).eval().requires_grad_(False)
+    return nets.dit, nets.vae, nets.t5, ByteTokenizer(configs.t5.vocab_size, configs.t5.text_len), nets.pe

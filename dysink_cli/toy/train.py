@@ -1,0 +1,163 @@
+"""Train the toy model: `python -m dysink_cli.toy.train --out DIR [--minutes M] [--resume DIR]`.
+
+Runs the stages (vae, pe, dit, sf) on data drawn from the toy world, checkpointing into --out; a
+later run resumes from --resume (or from --out itself). `--export` writes the shipped fp16 weights
+(toy/weights/toy.safetensors) and RECORD.md from a finished checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from dysink_cli.errors import ConfigError
+from dysink_cli.toy import checkpoint as ckpt
+from dysink_cli.toy.models import TOY_LATENT_MEAN, TOY_LATENT_STD, WEIGHTS_PATH, toy_state_dict
+from dysink_cli.toy.trainer import PROFILES, STAGES, Trainer
+
+MAX_EXPORT_BYTES = 16_000_000
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m dysink_cli.toy.train", description=__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint and log folder")
+    parser.add_argument("--minutes", type=float, default=8.5, help="stop (with a checkpoint) after this")
+    parser.add_argument("--resume", type=Path, help="checkpoint folder to continue from (default: --out)")
+    parser.add_argument("--stage", choices=STAGES, help="train only this stage (when it is the next one)")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="toy")
+    parser.add_argument("--budget-minutes", type=float, help="scale the stages' minute budgets to this sum")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--export", action="store_true", help="write the shipped weights and RECORD.md")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS_PATH, help="export path")
+    parser.add_argument("--allow-incomplete", action="store_true", help="export before every budget is spent")
+    return parser.parse_args(argv)
+
+
+def log(line: str) -> None:
+    print(line, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    profile = PROFILES[args.profile]
+    if args.budget_minutes:
+        total = sum(minutes for minutes, _ in profile.budgets.values())
+        scaled = {k: (m * args.budget_minutes / total, s) for k, (m, s) in profile.budgets.items()}
+        profile = dataclasses.replace(profile, budgets=scaled)
+    trainer = Trainer(profile, args.out, device, args.seed)
+    source = args.resume or args.out
+    if ckpt.has_checkpoint(source):
+        trainer.load(source, keep_budgets=bool(args.budget_minutes))
+        log(f"resumed from {source}: steps {trainer.counters.steps}")
+    if args.export:
+        shipped = args.profile == "toy" and args.weights == WEIGHTS_PATH
+        export(trainer, args.weights, shipped, args.allow_incomplete)
+        return 0
+    run = {
+        "argv": sys.argv[1:] if argv is None else argv,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "date": _now(),
+        "steps_before": dict(trainer.counters.steps),
+    }
+    trainer.runs.append(run)
+    done = trainer.run(args.minutes, args.stage, log)
+    run["steps_after"] = dict(trainer.counters.steps)
+    trainer.save()
+    log(f"{'complete' if done else 'stopped'}: steps {trainer.counters.steps}; checkpoint in {args.out}")
+    return 0
+
+
+def export(trainer: Trainer, path: Path, shipped: bool, allow_incomplete: bool = False) -> None:
+    """fp16 weights of the four networks (prefixed keys) and RECORD.md beside them."""
+    if trainer.stage() not in (None, "sf") or (trainer.stage() == "sf" and not allow_incomplete):
+        raise ConfigError(
+            f"training is not complete (next stage: {trainer.stage()})", "run more minutes first"
+        )
+    assert trainer.latent_stats is not None
+    mean, std = trainer.latent_stats
+    if shipped and (_rounded(mean) != TOY_LATENT_MEAN or _rounded(std) != TOY_LATENT_STD):
+        raise ConfigError(
+            "toy/models.py's TOY_LATENT_MEAN/STD differ from the trained VAE's statistics",
+            f"set TOY_LATENT_MEAN = {_rounded(mean)} and TOY_LATENT_STD = {_rounded(std)}",
+        )
+    tensors = toy_state_dict(trainer.nets)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    size = path.stat().st_size
+    if size > MAX_EXPORT_BYTES:
+        raise ConfigError(f"{path} is {size} bytes, over {MAX_EXPORT_BYTES}", "shrink the toy configs")
+    (path.parent / "RECORD.md").write_text(record(trainer, path, size))
+    log(f"exported {path} ({size} bytes)")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _rounded(values: list[float]) -> tuple[float, ...]:
+    return tuple(round(v, 4) for v in values)
+
+
+def _last_losses(folder: Path) -> dict[str, str]:
+    rows: dict[str, str] = {}
+    log_file = folder / "losses.jsonl"
+    if log_file.is_file():
+        for line in log_file.read_text().splitlines():
+            if line.strip():
+                rows[line.split('"stage": "', 1)[1].split('"', 1)[0]] = line
+    return rows
+
+
+def record(trainer: Trainer, path: Path, size: int) -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    c = trainer.counters
+    params = {name: sum(p.numel() for p in m.parameters()) for name, m in trainer.nets.modules().items()}
+    lines = [
+        "# Toy model weights", "",
+        f"File: `{path.name}`, {size} bytes, fp16, keys prefixed `dit.`, `vae.`, `t5.`, `pe.`.",
+        f"Exported {_now()} at git commit `{commit}`.",
+        f"Parameters: {params}.", "",
+        "## Runs", "",
+    ]  # fmt: skip
+    for run in trainer.runs:
+        command = "python -m dysink_cli.toy.train " + " ".join(map(str, run["argv"]))
+        lines.append(
+            f"- `{command}` on {run['device']} (torch {run['torch']}), {run['date']}: "
+            f"steps {run['steps_before']} -> {run.get('steps_after')}"
+        )
+    lines += [f"- export: `python -m dysink_cli.toy.train {' '.join(sys.argv[1:])}`"]
+    lines += ["", "## Steps and seconds per stage", ""]
+    lines += [
+        f"- {s}: {c.steps[s]} steps, {c.seconds[s]:.0f} s "
+        f"({100 * min(1.0, trainer.progress(s)):.0f} % of its budget)"
+        for s in STAGES
+    ]
+    lines += ["", "## Final logged losses", ""]
+    lines += [f"- `{row}`" for row in _last_losses(trainer.out).values()]
+    stats = trainer.latent_stats
+    lines += ["", f"VAE latent mean: {_rounded(stats[0]) if stats else None}"]
+    lines += [f"VAE latent std: {_rounded(stats[1]) if stats else None}", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,292 @@
+"""Trainer: owns the four networks, the stage's optimiser, the RNGs and the counters.
+
+Stages run in order (vae, pe, dit, sf), each until its budget (minutes and/or steps) is spent,
+across as many runs as it takes: state() / load() round-trip everything, so a resumed run
+continues bit-exactly. Losses go to losses.jsonl (one line per logged step) and a short line to
+the `log` callback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dysink_cli.model.config import DiTConfig, PECoreConfig, T5Config, VAEConfig
+from dysink_cli.model.rope import wan_frequencies
+from dysink_cli.model.tokenizer import ByteTokenizer
+from dysink_cli.toy import checkpoint as ckpt
+from dysink_cli.toy.data import dit_batch, sample_layout
+from dysink_cli.toy.models import TEXT_LEN, TOY, ToyConfigs, new_toy_networks, with_latent_stats
+from dysink_cli.toy.train_dit import Blocks, Schedule, batch_latents, own_chain_loss, teacher_forcing_loss
+from dysink_cli.toy.train_pe import pe_step
+from dysink_cli.toy.train_vae import latent_stats, vae_step
+
+STAGES = ("vae", "pe", "dit", "sf")
+OWN_CHAIN_PROBABILITY = 0.7  # sf steps; the rest are teacher forcing
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes, batches, budgets (minutes, steps; 0 = unbounded) and learning rates of one run."""
+
+    configs: ToyConfigs
+    vae_batch: tuple[int, int, int]  # worlds, clips per world, latent frames
+    pe_batch: tuple[int, int]  # worlds, places per world
+    dit_batch: tuple[int, int]  # worlds, samples per world
+    budgets: dict[str, tuple[float, int]]
+    lr: dict[str, float]
+    frame_size: tuple[int, int] = (128, 96)  # width, height
+    warmup: int = 100
+    log_every: int = 25
+    moments_dtype: torch.dtype = torch.bfloat16
+
+
+PROFILES: dict[str, Profile] = {
+    "toy": Profile(
+        TOY, (8, 3, 5), (16, 8), (16, 8),
+        {"vae": (1.4, 0), "pe": (0.45, 0), "dit": (3.5, 0), "sf": (1.9, 0)},
+        {"vae": 6e-4, "pe": 5e-4, "dit": 4e-4, "sf": 1.5e-4},
+    ),
+    "micro": Profile(
+        ToyConfigs(
+            dit=DiTConfig(
+                dim=32, ffn_dim=64, freq_dim=32, num_heads=2, num_layers=2, text_dim=16, text_len=TEXT_LEN
+            ),
+            vae=VAEConfig(dim=4, num_res_blocks=1, latent_mean=(0.0,) * 16, latent_std=(1.0,) * 16),
+            t5=T5Config(
+                vocab_size=384, dim=16, dim_attn=16, dim_ffn=32, num_heads=2, num_layers=1, text_len=TEXT_LEN
+            ),
+            pe=PECoreConfig(
+                image_size=16, patch_size=8, width=16, layers=1, heads=2, output_dim=8, attn_pooler_heads=2
+            ),
+        ),
+        (1, 2, 2), (2, 2), (2, 1),
+        {"vae": (0, 2), "pe": (0, 2), "dit": (0, 3), "sf": (0, 3)},
+        {"vae": 1e-3, "pe": 1e-3, "dit": 1e-3, "sf": 1e-3},
+        frame_size=(32, 32), warmup=1, log_every=1, moments_dtype=torch.float32,
+    ),
+    "cpu": Profile(  # the toy on a laptop CPU: smaller batches, longer budgets
+        TOY, (2, 2, 5), (4, 4), (4, 2),
+        {"vae": (8.0, 0), "pe": (2.0, 0), "dit": (25.0, 0), "sf": (10.0, 0)},
+        {"vae": 6e-4, "pe": 5e-4, "dit": 4e-4, "sf": 1.5e-4},
+        warmup=50, log_every=10,
+    ),
+    "smoke": Profile(
+        TOY, (1, 1, 2), (2, 2), (2, 1),
+        {"vae": (0, 1), "pe": (0, 1), "dit": (0, 2), "sf": (0, 3)},
+        {"vae": 1e-4, "pe": 1e-4, "dit": 1e-4, "sf": 1e-4},
+        warmup=1, log_every=1,
+    ),
+}  # fmt: skip
+
+
+@dataclass
+class Counters:
+    steps: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 0))
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+
+class Trainer:
+    def __init__(self, profile: Profile, out: Path, device: torch.device, seed: int = 0) -> None:
+        self.profile, self.out, self.device = profile, out, device
+        self.nets = new_toy_networks(profile.configs)
+        for module in self.nets.modules().values():
+            module.to(device)
+        self.tokenizer = ByteTokenizer(profile.configs.t5.vocab_size, profile.configs.t5.text_len)
+        self.freqs = wan_frequencies(profile.configs.dit.head_dim, profile.configs.dit.rope_theta)
+        self.schedule = Schedule.shipped()
+        self.rng = random.Random(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.counters = Counters()
+        self.latent_stats: tuple[list[float], list[float]] | None = None
+        self.runs: list[dict[str, Any]] = []
+        self.opt: torch.optim.Optimizer | None = None
+        self.opt_stage: str | None = None
+
+    # -- state ------------------------------------------------------------------------------------
+    def stage(self) -> str | None:
+        """The first stage whose budget is not spent (None when training is complete)."""
+        return next((s for s in STAGES if self.progress(s) < 1.0), None)
+
+    def progress(self, stage: str) -> float:
+        minutes, steps = self.profile.budgets[stage]
+        done = [self.counters.seconds[stage] / (60 * minutes)] if minutes else []
+        done += [self.counters.steps[stage] / steps] if steps else []
+        return max(done) if done else 1.0
+
+    def trainable(self, stage: str) -> list[nn.Module]:
+        n = self.nets
+        return {"vae": [n.vae], "pe": [n.pe], "dit": [n.dit, n.t5], "sf": [n.dit, n.t5]}[stage]
+
+    def optimizer(self, stage: str) -> torch.optim.Optimizer:
+        if self.opt_stage != stage:
+            params = [p for m in self.trainable(stage) for p in m.parameters()]
+            lr = self.profile.lr[stage]
+            self.opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.01)
+            self.opt_stage = stage
+        assert self.opt is not None
+        return self.opt
+
+    def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        tensors = {f"{p}.{k}": t for p, m in self.nets.modules().items() for k, t in m.state_dict().items()}
+        tensors["rng.torch"] = self.generator.get_state()
+        meta: dict[str, Any] = {
+            "steps": self.counters.steps, "seconds": self.counters.seconds,
+            "python_rng": ckpt.python_rng_state(self.rng), "latent_stats": self.latent_stats,
+            "runs": self.runs, "opt_stage": self.opt_stage, "budgets": self.profile.budgets,
+        }  # fmt: skip
+        if self.opt is not None:
+            opt_tensors, meta["opt"] = ckpt.optimizer_tensors(self.opt, self.profile.moments_dtype)
+            tensors |= opt_tensors
+        return tensors, meta
+
+    def load(self, folder: Path, keep_budgets: bool = False) -> None:
+        """Continue from a checkpoint; its stage budgets apply unless keep_budgets (a new schedule)."""
+        tensors, meta = ckpt.load_checkpoint(folder)
+        if meta.get("budgets") and not keep_budgets:
+            budgets = {k: (float(m), int(s)) for k, (m, s) in meta["budgets"].items()}
+            self.profile = dataclasses.replace(self.profile, budgets=budgets)
+        for prefix, module in self.nets.modules().items():
+            own = {k[len(prefix) + 1 :]: t for k, t in tensors.items() if k.startswith(prefix + ".")}
+            module.load_state_dict(own, strict=True)
+        self.generator.set_state(tensors["rng.torch"])
+        ckpt.set_python_rng_state(self.rng, meta["python_rng"])
+        self.counters = Counters(meta["steps"], meta["seconds"])
+        self.runs = meta["runs"]
+        if meta["latent_stats"] is not None:
+            self.set_latent_stats(*meta["latent_stats"])
+        self.opt, self.opt_stage = None, None
+        if meta.get("opt_stage"):
+            ckpt.load_optimizer(self.optimizer(meta["opt_stage"]), tensors, meta["opt"])
+
+    def save(self) -> None:
+        ckpt.save_checkpoint(self.out, *self.state())
+
+    def set_latent_stats(self, mean: list[float], std: list[float]) -> None:
+        self.latent_stats = (mean, std)
+        self.nets.vae.cfg = with_latent_stats(self.nets.vae.cfg, mean, std)
+
+    # -- steps ------------------------------------------------------------------------------------
+    def text_kv(self, captions: list[str]) -> list[tuple[Tensor, Tensor]]:
+        ids, mask = self.tokenizer(captions)
+        embeds = self.nets.t5.encode(ids.to(self.device), mask.to(self.device))
+        return self.nets.dit.encode_text(embeds)
+
+    def dit_blocks(self) -> Blocks:
+        layout = sample_layout(self.rng)
+        batch = dit_batch(self.rng, layout, *self.profile.dit_batch, self.device, self.profile.frame_size)
+        chain, far = batch_latents(self.nets.vae, batch)
+        blocks = chain.unflatten(1, (layout.chain_blocks, -1))
+        return Blocks(
+            layout, blocks, far, batch.chain_starts(), batch.far_starts(), self.text_kv(batch.captions)
+        )
+
+    def dit_step(self, stage: str) -> dict[str, float]:
+        blocks = self.dit_blocks()
+        dit, own = self.nets.dit, stage == "sf" and self.rng.random() < OWN_CHAIN_PROBABILITY
+        if own:
+            loss, parts = own_chain_loss(dit, blocks, self.freqs, self.schedule, self.generator, self.rng)
+        else:
+            loss, parts = teacher_forcing_loss(dit, blocks, self.freqs, self.schedule, self.generator)
+        opt = self.optimizer(stage)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for m in self.trainable(stage) for p in m.parameters()]
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        return {"loss": loss.item(), "layout": blocks.layout.far + str(blocks.layout.window_blocks), **parts}  # type: ignore[dict-item]
+
+    def step(self, stage: str) -> dict[str, Any]:
+        self.set_lr(stage)
+        p, nets = self.profile, self.nets
+        for module in nets.modules().values():
+            module.train(module in self.trainable(stage)).requires_grad_(module in self.trainable(stage))
+        if stage == "vae":
+            return vae_step(
+                nets.vae,
+                self.optimizer(stage),
+                self.rng,
+                self.generator,
+                p.vae_batch,
+                self.device,
+                p.frame_size,
+            )
+        if stage == "pe":
+            return pe_step(
+                nets.pe,
+                nets.vae,
+                self.optimizer(stage),
+                self.rng,
+                self.generator,
+                p.pe_batch,
+                self.device,
+                p.frame_size,
+            )
+        return self.dit_step(stage)
+
+    def set_lr(self, stage: str) -> None:
+        opt = self.optimizer(stage)
+        warm = min(1.0, (self.counters.steps[stage] + 1) / self.profile.warmup)
+        decay = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, self.progress(stage))))
+        for group in opt.param_groups:
+            group["lr"] = self.profile.lr[stage] * warm * decay
+
+    def finish_stage(self, stage: str) -> None:
+        if stage == "vae":
+            mean, std = latent_stats(
+                self.nets.vae, self.rng, 8, self.profile.vae_batch, self.device, self.profile.frame_size
+            )
+            self.set_latent_stats(mean, std)
+        self.opt, self.opt_stage = None, None
+
+    # -- loop -------------------------------------------------------------------------------------
+    def run(
+        self, minutes: float, only: str | None, log: Callable[[str], None], max_steps: int | None = None
+    ) -> bool:
+        """Train until `minutes` of wall time pass (or `max_steps` steps) or every stage is done;
+        True when complete."""
+        deadline, taken = time.monotonic() + 60 * minutes, 0
+        self.out.mkdir(parents=True, exist_ok=True)
+        window: list[dict[str, Any]] = []
+        while (stage := self.stage()) is not None and (only is None or stage == only):
+            if time.monotonic() >= deadline or taken == max_steps:
+                break
+            taken += 1
+            start = time.monotonic()
+            parts = self.step(stage)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            self.counters.seconds[stage] += time.monotonic() - start
+            self.counters.steps[stage] += 1
+            window.append(parts)
+            if self.counters.steps[stage] % self.profile.log_every == 0 or self.progress(stage) >= 1.0:
+                self.log_window(stage, window, log)
+                window = []
+            if self.progress(stage) >= 1.0:
+                self.finish_stage(stage)
+                self.save()
+        self.save()
+        return self.stage() is None
+
+    def log_window(self, stage: str, window: list[dict[str, Any]], log: Callable[[str], None]) -> None:
+        keys = sorted({k for w in window for k, v in w.items() if isinstance(v, float)})
+        means = {k: sum(w[k] for w in window if k in w) / sum(1 for w in window if k in w) for k in keys}
+        row = {
+            "stage": stage,
+            "step": self.counters.steps[stage],
+            "seconds": round(self.counters.seconds[stage], 1),
+        }
+        row |= {k: round(v, 5) for k, v in means.items()}
+        with (self.out / "losses.jsonl").open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        log(" ".join(f"{k}={v}" for k, v in row.items()))
