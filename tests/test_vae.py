@@ -14,8 +14,9 @@ from torch import Tensor
 
 from dysink_cli.model.config import VAEConfig
 from dysink_cli.model.vae import DecoderState, WanVAE
+from tests.conftest import FIXTURES
 
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "vae"
+FIXTURE = FIXTURES / "vae"
 
 
 
