@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dysink_cli.config import RenderConfig, resolve_config, with_changes
-from dysink_cli.errors import ConfigError, GpuError, OutputError, TimelineError, WeightsError
-from dysink_cli.io.ffmpeg import check_output_suffix
-from dysink_cli.render.job import RenderJob
+from dysink_cli.errors import ConfigError, FfmpegError, GpuError, OutputError, TimelineError, WeightsError
+from dysink_cli.io.ffmpeg import check_output_suffix, probe_video
+from dysink_cli.render.job import RenderJob, StartFrames
 from dysink_cli.render.workdir import resumable, work_dir_for
 from dysink_cli.timeline import Timeline, plan_frames
 
@@ -232,6 +232,7 @@ def build_job(
     preset_fallback: str | None = None,
     log_json: Path | None = None,
     check_exists: bool = True,
+    start: StartFrames | None = None,
 ) -> RenderJob:
     """Everything checked that can be checked before the engine starts; the timeline fits the plan."""
     cfg = resolve_render_config(opts, timeline, env, preset_fallback)
@@ -241,6 +242,8 @@ def build_job(
     check_output(output, opts.overwrite or not check_exists)
     if log_json is not None:  # a render that continues a checkpoint appends to its log
         check_log_json(log_json, output, may_exist=opts.overwrite or resumable(output))
+    if start is not None:
+        check_start(start, output, (cfg.output.width, cfg.output.height))
     return RenderJob(
         segments=timeline.segments,
         seconds=seconds,
@@ -251,4 +254,38 @@ def build_job(
         overwrite=opts.overwrite,
         lossless=opts.lossless,
         log_json=log_json,
+        start=start,
     )
+
+
+def start_frames(image: Path | None, video: Path | None, include_input: bool) -> StartFrames | None:
+    """--image / --continue / --include-input as one StartFrames (or None)."""
+    if image is not None and video is not None:
+        raise ConfigError("--image and --continue were both given", "start from one of them")
+    if include_input and video is None:
+        raise ConfigError("--include-input needs --continue VIDEO", "drop --include-input, or add --continue")
+    if image is not None:
+        return StartFrames(image, "image")
+    return StartFrames(video, "video", include_input) if video is not None else None
+
+
+def check_start(start: StartFrames, output: Path, render_size: tuple[int, int]) -> None:
+    """The picture or video exists, is a file, is not the output, can be read, has the render's
+    aspect ratio and (a video) one block's frames: checked by ffmpeg before anything loads."""
+    if start.path.is_dir():
+        raise ConfigError(f"{start.flag} {start.path} is a folder", f"give the path of a {start.kind} file")
+    if not start.path.is_file():
+        raise ConfigError(f"{start.flag} {start.path} does not exist", "check the path")
+    if _same_file(start.path, output):
+        raise ConfigError(
+            f"{start.flag} {start.path} is the output file",
+            "write the continuation to a new file (-o another.mp4); --include-input keeps the old frames",
+        )
+    try:
+        frames, width, height = probe_video(start.path)
+    except FfmpegError as err:
+        raise ConfigError(
+            f"{start.flag} {start.path} cannot be read as {start.noun}: {err.message}",
+            "give a PNG or JPEG picture" if start.kind == "image" else "give an .mp4 or .mkv video",
+        ) from None
+    start.check_geometry(frames, (width, height), render_size)

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from dysink_cli.cli.errors import cli_errors
-from dysink_cli.cli.options import RenderOptions, build_job, check_device, parse_seconds
+from dysink_cli.cli.options import RenderOptions, build_job, check_device, parse_seconds, start_frames
 from dysink_cli.cli.progress import RenderProgress
 from dysink_cli.errors import ConfigError
 from dysink_cli.timeline import Timeline, plan_frames
@@ -75,6 +75,16 @@ def render_command(
     log_json: Annotated[
         Path | None, typer.Option("--log-json", help="Write one JSON line per block.")
     ] = None,
+    image: Annotated[
+        Path | None, typer.Option("--image", help="Start from this picture (the first frames).")
+    ] = None,
+    continue_video: Annotated[
+        Path | None,
+        typer.Option("--continue", help="Continue this video: its last frames are the context."),
+    ] = None,
+    include_input: Annotated[
+        bool, typer.Option("--include-input", help="With --continue: the output repeats the given frames.")
+    ] = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -96,6 +106,7 @@ def render_command(
             seed if seed is not None else (tl.seed or 0),
             os.environ,
             log_json=log_json,
+            start=start_frames(image, continue_video, include_input),
         )
         check_device(device)
         plan = plan_frames(job.seconds, job.config.output.fps, job.config.engine.frames_per_block)

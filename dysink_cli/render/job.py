@@ -11,7 +11,59 @@ from functools import cached_property
 from pathlib import Path
 
 from dysink_cli.config import RenderConfig
+from dysink_cli.errors import ConfigError
 from dysink_cli.timeline import FramePlan, Segment, Switch, Timeline, plan_frames
+
+ASPECT_TOLERANCE = 0.02  # a picture within 2 % of the render's aspect ratio is resized; beyond, refused
+
+
+def frames_for_blocks(blocks: int, frames_per_block: int = 3, temporal_stride: int = 4) -> int:
+    """Video frames that encode to exactly `blocks` blocks of latents: 1 + stride (F blocks - 1)
+    (the causal VAE encodes frame 0 alone, then 4 frames per latent)."""
+    return 1 + temporal_stride * (frames_per_block * blocks - 1)
+
+
+@dataclass(frozen=True)
+class StartFrames:
+    """Frames to start from: a picture ("image", held for the first block: the output's first
+    frames) or a video ("video": its last frames are context; the output repeats them only with
+    `include_input`)."""
+
+    path: Path
+    kind: str  # "image" | "video"
+    include_input: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--image" if self.kind == "image" else "--continue"
+
+    @property
+    def writes_input(self) -> bool:
+        return self.kind == "image" or self.include_input
+
+    @property
+    def noun(self) -> str:
+        return "an image" if self.kind == "image" else "a video"
+
+    def check_geometry(self, frames: int, size: tuple[int, int], render_size: tuple[int, int]) -> None:
+        """A picture or video of `frames` frames at `size` (w, h) fits a render at `render_size`:
+        the same aspect ratio within 2 % (it is resized), and a video holds one block (9 frames)."""
+        (w, h), (width, height) = size, render_size
+        if abs((w / h) / (width / height) - 1) > ASPECT_TOLERANCE:
+            raise ConfigError(
+                f"{self.flag} {self.path} is {w}x{h}, not the aspect ratio of the render, {width}x{height}",
+                f"crop it to {width}:{height} first, or set output.width/height to match",
+            )
+        need = frames_for_blocks(1)
+        if self.kind == "video" and frames < need:
+            raise ConfigError(
+                f"--continue {self.path} has {frames} frames; one block of context needs {need}",
+                f"give a video of at least {need} frames",
+            )
+
+    def fingerprint(self) -> dict[str, object]:
+        size = self.path.stat().st_size if self.path.is_file() else -1
+        return {"kind": self.kind, "path": str(self.path), "bytes": size, "include_input": self.include_input}
 
 
 @dataclass(frozen=True)
@@ -27,6 +79,7 @@ class RenderJob:
     overwrite: bool = False
     lossless: bool = False
     log_json: Path | None = None
+    start: StartFrames | None = None  # --image / --continue
 
     @cached_property
     def plan(self) -> FramePlan:

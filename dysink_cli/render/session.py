@@ -26,9 +26,10 @@ from dysink_cli.render.assemble import build_generator, warm_up
 from dysink_cli.render.decode import StreamingDecoder
 from dysink_cli.render.events import BlockDone, Event, Finished, Note, PromptSwitch, RenderStarted
 from dysink_cli.render.interrupt import StopSignals
-from dysink_cli.render.job import RenderJob, RenderStats
+from dysink_cli.render.job import RenderJob, RenderStats, StartFrames
 from dysink_cli.render.networks import Networks, NetworkSource
 from dysink_cli.render.records import MemoryProbe, block_record
+from dysink_cli.render.start import load_start
 from dysink_cli.render.workdir import WorkDir, checkpoint_due, job_fingerprint
 
 EventSink = Callable[[Event], None]
@@ -84,6 +85,9 @@ class RenderSession:
         self.segment = 0
         self.parts: list[dict[str, Any]] = [{"path": str(job.output), "frames": 0}]
         self.frames_now = 0  # frames this run handed to the encoder
+        self.given: list[Tensor] = []  # --image / --continue: clean latent blocks that come first
+        self.context_blocks = 0  # blocks of --continue context before the plan's blocks
+        self.first_frame_logged = False
         self.finished = False
 
     def close(self) -> None:
@@ -134,9 +138,11 @@ class RenderSession:
         self.gen = build_generator(
             cfg, self.nets, job.seed, latent_hw, self.work.bank_dir, self.device, self.dtype, self.timer
         )
-        # 5. continue from a checkpoint
+        # 5. continue from a checkpoint, or start from given frames (--image / --continue)
         if self.checkpoint is not None:
             self._restore()
+        elif job.start is not None:
+            self._encode_start(job.start)
         self.gen.set_prompt(self.text_kv[job.segments[self.segment].prompt])
         # 6. warm-up (CUDA): compile and tune before the clock for the first frame starts
         if self.device.type == "cuda":
@@ -146,6 +152,19 @@ class RenderSession:
                 Note(f"warmed up (kernel compile and cuDNN tuning) in {time.perf_counter() - start:.1f} s")
             )
 
+    def _encode_start(self, start: StartFrames) -> None:
+        """The picture or video through the VAE encoder, as whole blocks of clean latents."""
+        fpb = self.cfg.engine.frames_per_block
+        most = 1 if start.kind == "image" else max(1, self.gen.spec.window_frames // fpb)
+        video = load_start(start, self.cfg.output.width, self.cfg.output.height, most, fpb)
+        latents = self.nets.vae.encode(video.to(self.device, self.dtype))
+        self.given = list(latents.split(fpb, dim=1))
+        self.context_blocks = 0 if start.kind == "image" else len(self.given)
+        frames = video.shape[2]
+        self.emit(
+            Note(f"starting from {start.flag} {start.path}: {frames} frames -> {len(self.given)} block(s)")
+        )
+
     def _owners(self) -> dict[str, Any]:
         return {"generator": self.gen, "decoder": self.decoder}
 
@@ -154,6 +173,7 @@ class RenderSession:
         assert checkpoint is not None
         self.work.restore(checkpoint, self._owners())
         self.segment = checkpoint.meta["segment"]
+        self.context_blocks = checkpoint.meta.get("context_blocks", 0)
         self.parts = [dict(p) for p in checkpoint.meta["parts"]]
         self.parts.append({"path": str(self.work.part_path(len(self.parts))), "frames": 0})
         written = sum(p["frames"] for p in self.parts)
@@ -171,6 +191,7 @@ class RenderSession:
             "block": self.gen.block,
             "segment": self.segment,
             "parts": self.parts,
+            "context_blocks": self.context_blocks,
         }
         start = time.perf_counter()
         with self.timer.stage("checkpoint"):
@@ -189,10 +210,19 @@ class RenderSession:
 
     def run(self) -> RenderStats:
         plan, cfg, job = self.plan, self.cfg, self.job
-        switch_at = {sw.block: sw for sw in job.switches[1:]}
-        first_block = self.gen.block
-        self.emit(RenderStarted(str(job.output), plan.blocks, plan.latent_frames, plan.video_frames,
-                                plan.fps, plan.duration_s, first_block=first_block))  # fmt: skip
+        shift = self.context_blocks  # --continue: the plan's blocks come after the context
+        switch_at = {sw.block + shift: sw for sw in job.switches[1:]}
+        first_block, blocks = self.gen.block, plan.blocks + shift
+        frames_total = plan.video_frames
+        if shift:
+            writes = job.start is not None and job.start.writes_input
+            frames_total = (
+                4 * cfg.engine.frames_per_block * blocks - 3
+                if writes
+                else 4 * cfg.engine.frames_per_block * plan.blocks
+            )
+        self.emit(RenderStarted(str(job.output), blocks, blocks * cfg.engine.frames_per_block, frames_total,
+                                plan.fps, frames_total / plan.fps, first_block=first_block))  # fmt: skip
         done_before = sum(p["frames"] for p in self.parts[:-1])
         self.loop_started = time.perf_counter()  # networks loaded and warmed up: TTFF counts from here
         log = open(job.log_json, "a" if self.checkpoint else "w") if job.log_json else None  # noqa: SIM115
@@ -205,7 +235,7 @@ class RenderSession:
                 ) as sink,  # fmt: skip
                 FrameHandoff(sink) as frames,
             ):
-                for b in range(first_block, plan.blocks):
+                for b in range(first_block, blocks):
                     self._block(b, switch_at, frames)  # (a)-(d)
                     written = done_before + frames.frames_queued
                     self.frames_now = frames.frames_queued
@@ -213,8 +243,8 @@ class RenderSession:
                     if log:
                         log.write(json.dumps(stats) + "\n")
                         log.flush()
-                    self.emit(BlockDone(b, plan.blocks, written, written / plan.fps, stats))
-                    if b + 1 == plan.blocks:
+                    self.emit(BlockDone(b, blocks, written, written / plan.fps, stats))
+                    if b + 1 == blocks:
                         break
                     # (f) after a switch every bank entry was re-cached: checkpoint so old files can go
                     bank_full = self.gen.memory is not None and self.gen.memory.bank.needs_checkpoint
@@ -233,9 +263,13 @@ class RenderSession:
             self.segment = switch_at[b].segment
             with self.timer.stage("switch"):
                 self.gen.switch_prompt(self.text_kv[self.job.segments[self.segment].prompt])
-        out = self.gen.next_block()  # (b)
+        given = self.given[b] if b < len(self.given) else None  # (b) given frames come first
+        out = self.gen.next_block() if given is None else self.gen.prefill(given)
         self.last_record = out.record
-        if self.decode_stream is None or frames.frames_queued == 0:  # (c) first frames in line (TTFF)
+        if given is not None and not (self.job.start and self.job.start.writes_input):
+            with self.timer.stage("decode"):
+                self.decoder.frames(out.latents)  # context only: the decoder state sees it, the video not
+        elif self.decode_stream is None or frames.frames_queued == 0:  # (c) first frames in line (TTFF)
             self._decode(out.latents, frames)
         else:
             self.decode_stream.wait_stream(torch.cuda.current_stream())  # the block's latents
@@ -258,10 +292,11 @@ class RenderSession:
             self.last_record, self.timer.pop(), self.probe, written, self.started, self.plan.fps
         )
         stats["since_loaded_s"] = round(time.perf_counter() - self.loop_started, 4)
-        if b == first_block:  # time to first frame: until it reached the encoder
-            frames.flush()
+        if not self.first_frame_logged and frames.frames_queued:  # time to first frame: until it
+            frames.flush()  # reached the encoder
             assert frames.first_written_at is not None
             stats["first_frame_s"] = round(frames.first_written_at - self.loop_started, 4)
+            self.first_frame_logged = True
         if self.gen.memory is not None:
             stats["bank_tiers"] = self.gen.memory.bank.stats()
         return stats

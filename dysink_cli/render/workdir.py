@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from dysink_cli.config import build_config, config_to_dict
 from dysink_cli.errors import OutputError, ResumeError
-from dysink_cli.render.job import RenderJob
+from dysink_cli.render.job import RenderJob, StartFrames
 from dysink_cli.timeline import Segment
 
 if TYPE_CHECKING:
@@ -50,13 +50,16 @@ def resumable(output: Path) -> bool:
 
 def job_fingerprint(job: RenderJob) -> dict[str, Any]:
     """What must match for a work folder to continue this job (also enough to rebuild it)."""
-    return {
+    fingerprint = {
         "segments": [[s.at_s, s.prompt] for s in job.segments],
         "seconds": job.seconds,
         "seed": job.seed,
         "config": config_to_dict(job.config),
         "lossless": job.lossless,
     }
+    if job.start is not None:
+        fingerprint["start"] = job.start.fingerprint()
+    return fingerprint
 
 
 def checkpoint_due(since_last_s: float, last_cost_s: float | None, overhead: float) -> bool:
@@ -272,6 +275,12 @@ class WorkDir:
                 entry.unlink(missing_ok=True)
 
 
+def _start_from(recorded: dict[str, Any] | None) -> StartFrames | None:
+    if recorded is None:
+        return None
+    return StartFrames(Path(recorded["path"]), recorded["kind"], bool(recorded["include_input"]))
+
+
 def job_from_checkpoint(output: Path, device: str = "auto", log_json: Path | None = None) -> RenderJob:
     """The RenderJob recorded in OUT.dysink/ (for `dysink resume OUT`): the checkpoint's, or the
     job file of a render killed before its first checkpoint (which then starts again)."""
@@ -296,6 +305,7 @@ def job_from_checkpoint(output: Path, device: str = "auto", log_json: Path | Non
             device=device,
             lossless=fp["lossless"],
             log_json=log_json,
+            start=_start_from(fp.get("start")),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ResumeError(

@@ -1,0 +1,125 @@
+"""Starting from given frames: --image (the picture is the output's first frame, after the VAE
+round trip) and --continue (a video's last whole blocks are clean context); bad inputs are one line."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dysink_cli.cli.app import app
+from dysink_cli.config import resolve_config
+from dysink_cli.io.ffmpeg import FfmpegSink, ffmpeg_exe, read_frames
+from dysink_cli.model.tiny import TINY_SEED, TINY_VAE, init_untrained
+from dysink_cli.model.vae import WanVAE
+from dysink_cli.render import RenderJob, render
+from dysink_cli.render.job import StartFrames
+from dysink_cli.render.start import blocks_in, frames_for_blocks
+from dysink_cli.render.workdir import job_fingerprint
+from dysink_cli.timeline import Segment
+
+
+def job(out: Path, start: StartFrames | None, seconds: float = 2.0) -> RenderJob:
+    cfg = resolve_config("tiny")
+    return RenderJob(
+        (Segment(0.0, "a fox"),), seconds, out, cfg, seed=2, device="cpu", lossless=True, start=start
+    )
+
+
+def frames(path: Path) -> list[np.ndarray]:
+    return list(read_frames(path))
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("base") / "base.mkv"
+    render(job(out, None), lambda e: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def picture(base: Path) -> Path:
+    png = base.with_name("pic.png")
+    cmd = [ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(base), "-frames:v", "1", str(png)]
+    subprocess.run(cmd, check=True)
+    return png
+
+
+def test_block_arithmetic() -> None:
+    assert [frames_for_blocks(k) for k in (1, 2, 3)] == [9, 21, 33]
+    assert [blocks_in(n) for n in (0, 8, 9, 20, 21, 33, 40)] == [0, 0, 1, 1, 2, 3, 3]
+
+
+def test_the_picture_is_the_first_frame_after_the_vae_round_trip(tmp_path: Path, picture: Path) -> None:
+    out = tmp_path / "img.mkv"
+    render(job(out, StartFrames(picture, "image")), lambda e: None)
+    got = frames(out)
+    pic = torch.from_numpy(np.array(next(iter(read_frames(picture))))).permute(2, 0, 1).float() / 127.5 - 1
+    vae = init_untrained(WanVAE(TINY_VAE), TINY_SEED + 1).eval()  # the tiny demo's VAE
+    held = pic[:, None].expand(3, 9, *pic.shape[1:])[None]  # the picture held for one block
+    round_trip = vae.decode(vae.encode(held))[0, 0]
+    want = ((round_trip.clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).to(torch.uint8).numpy()
+    assert len(got) == 33 and np.abs(got[0].astype(int) - want.astype(int)).max() <= 1
+
+
+def test_continue_writes_only_new_frames_unless_include_input(tmp_path: Path, base: Path) -> None:
+    only_new, with_input = tmp_path / "new.mkv", tmp_path / "all.mkv"
+    render(job(only_new, StartFrames(base, "video")), lambda e: None)
+    render(job(with_input, StartFrames(base, "video", include_input=True)), lambda e: None)
+    new, everything = frames(only_new), frames(with_input)
+    context = frames_for_blocks(3)  # 33 frames of base: 3 blocks of context (the window's 9 frames)
+    assert len(new) == 36 and len(everything) == context + 36
+    assert all(np.array_equal(a, b) for a, b in zip(new, everything[context:], strict=True))
+    assert not np.array_equal(everything[0], new[0])
+
+
+def test_the_start_is_part_of_the_resume_fingerprint(tmp_path: Path, base: Path, picture: Path) -> None:
+    a = job_fingerprint(job(tmp_path / "a.mkv", StartFrames(base, "video")))
+    b = job_fingerprint(job(tmp_path / "a.mkv", StartFrames(picture, "image")))
+    assert (
+        a["start"]["kind"] == "video"
+        and a != b
+        and "start" not in job_fingerprint(job(tmp_path / "a.mkv", None))
+    )
+
+
+def write_video(path: Path, count: int, width: int = 64, height: int = 48) -> Path:
+    with FfmpegSink(path, width, height, 16, lossless=True) as sink:
+        sink.write(np.zeros((count, height, width, 3), dtype=np.uint8))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "message"),
+    [
+        ("missing image", ["--image", "nope.png"], "does not exist"),
+        ("image is a folder", ["--image", "."], "is a folder"),
+        ("not an image", ["--image", "notes.txt"], "cannot be read as an image"),
+        ("wrong aspect ratio", ["--image", "tall.mkv"], "not the aspect ratio of the render"),
+        ("too short to continue", ["--continue", "short.mkv"], "one block of context needs 9"),
+        ("both", ["--image", "short.mkv", "--continue", "short.mkv"], "both given"),
+        ("include without continue", ["--include-input"], "needs --continue"),
+        ("continue the output itself", ["--continue", "out.mkv", "--overwrite"], "is the output file"),
+    ],
+)
+def test_bad_start_frames_are_one_line(
+    tmp_path: Path, monkeypatch, name: str, args: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("notes.txt").write_text("not a picture")
+    write_video(Path("short.mkv"), 5)
+    write_video(Path("tall.mkv"), 9, width=48, height=64)
+    if "out.mkv" in args:
+        write_video(Path("out.mkv"), 9)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = CliRunner().invoke(
+        app, ["render", "-p", "fox", "-s", "1", "-o", "out.mkv", "--device", "cpu", *args]
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("plan:")]
+    assert result.exit_code == 2, result.stderr
+    assert message in lines[0] and len(lines) <= 2 and "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing left behind
