@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,8 +18,10 @@ from rich.table import Table
 from dysink_cli.cli.errors import cli_errors
 from dysink_cli.cli.render_cmd import DebugOpt
 from dysink_cli.diagnostics import metrics
-from dysink_cli.diagnostics.report import Report, analyze, log_summary, report_to_json
 from dysink_cli.errors import OutputError
+
+if TYPE_CHECKING:  # the report reads videos through imageio-ffmpeg: loaded by the command only
+    from dysink_cli.diagnostics.report import Report
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
@@ -52,6 +54,8 @@ def _table(report: Report, png: Path) -> Table:
     table.add_row("flicker", f"{report.flicker:.2f}", "mean |f(t+1) - f(t)| on 0..255")
     table.add_row("flicker score", f"{report.flicker_score:.4f}", "VBench (255 - flicker) / 255")
     if report.blocks is not None:
+        from dysink_cli.diagnostics.report import log_summary
+
         summary = log_summary(report.blocks)
         rows = (
             ("blocks logged", _fmt(summary["blocks"]), ""),
@@ -145,6 +149,8 @@ def inspect_command(
     png = output if output is not None else video.with_suffix(".inspect.png")
     status = Console(stderr=True)
     with cli_errors(debug):
+        from dysink_cli.diagnostics.report import analyze, report_to_json
+
         check_png(png)  # before the decode, which can take minutes
         if json_out or not status.is_terminal:
             report = analyze(video, log, reference_frames, min_lag)
