@@ -485,3 +485,28 @@ def test_weights_dir_precedence_first_given_wins_and_never_falls_back(tmp_path: 
 def test_stats_line() -> None:
     line = stats_line({"bank_size": 12, "retrieved_frames": [0, 9], "gate_closures": 3, "gpu_mem_gb": 10.24})
     assert line.plain == "bank 12 entries | retrieved 2 blocks | gate closed 3 | GPU 10.2 GB"
+
+
+def test_decoder_flag_picks_the_output_decoder(
+    fake_render: FakeRender, tmp_path: Path, weights: Path
+) -> None:
+    assert (
+        run("render", "-p", "fox", "-s", "1", "-o", tmp_path / "a.mp4", "--weights", weights).exit_code == 0
+    )
+    assert fake_render.jobs[-1].config.model.decoder == "wan"
+    flag = (
+        "render",
+        "-p",
+        "fox",
+        "-s",
+        "1",
+        "-o",
+        tmp_path / "b.mp4",
+        "--weights",
+        weights,
+        "--decoder",
+        "taehv",
+    )
+    assert run(*flag).exit_code == 0 and fake_render.jobs[-1].config.model.decoder == "taehv"
+    tiny = run("render", "-p", "fox", "-s", "1", "-o", tmp_path / "c.mp4", "--decoder", "taehv")
+    assert tiny.exit_code == 2 and "needs a weights folder with taew2_1" in error_of(tiny)

@@ -75,6 +75,10 @@ def render_command(
     log_json: Annotated[
         Path | None, typer.Option("--log-json", help="Write one JSON line per block.")
     ] = None,
+    decoder: Annotated[
+        str | None,
+        typer.Option("--decoder", help="Frames from the Wan VAE (wan) or the TAEHV tiny decoder (taehv)."),
+    ] = None,
     image: Annotated[
         Path | None, typer.Option("--image", help="Start from this picture (the first frames).")
     ] = None,
@@ -91,7 +95,8 @@ def render_command(
     """Render one video from --prompt (or a --timeline of prompts) to -o OUT."""
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     with cli_errors(debug):
-        opts = RenderOptions(preset, tuple(sets or ()), weights, device, fps, crf, lossless, overwrite, debug)
+        sets = [*(sets or ()), *([f'model.decoder="{decoder}"'] if decoder is not None else [])]
+        opts = RenderOptions(preset, tuple(sets), weights, device, fps, crf, lossless, overwrite, debug)
         tl = _timeline(prompt, timeline)
         asked = parse_seconds(seconds)
         length = asked if asked is not None else tl.seconds
