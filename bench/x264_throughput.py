@@ -15,19 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
+from dysink_cli.benchmarks.encode import synthetic_frames
 from dysink_cli.io.ffmpeg import FfmpegSink, probe_video
-
-
-def frames(n: int, height: int = 480, width: int = 832, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    out = np.empty((n, height, width, 3), dtype=np.uint8)
-    for t in range(n):
-        base = np.stack([np.sin((x + 3 * t) / 40), np.cos((y - 2 * t) / 30), np.sin((x + y + t) / 60)], -1)
-        out[t] = np.clip(127 + 100 * base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
-    return out
 
 
 def main() -> None:
@@ -36,7 +25,7 @@ def main() -> None:
     parser.add_argument("--lossless", action="store_true")
     parser.add_argument("--block", type=int, default=12, help="frames per write (one block)")
     args = parser.parse_args()
-    data = frames(args.frames)
+    data = synthetic_frames(args.frames, 480, 832)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / ("out.mkv" if args.lossless else "out.mp4")
         start = time.perf_counter()
