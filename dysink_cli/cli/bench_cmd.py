@@ -1,8 +1,9 @@
-"""`dysink bench speed`: how fast a preset renders here, each figure with its definition.
+"""`dysink bench speed` (how fast a preset renders here) and `dysink bench revisit` (what each cache
+policy remembers where the camera comes back), each figure with its definition.
 
-A thin face over benchmarks/speed.py, imported inside the command (torch loads only then): the
-command draws its results as rich tables and writes --json. Imports cli.errors, cli.options,
-cli.render_cmd (shared options) and errors.
+Thin faces over benchmarks/speed.py and benchmarks/revisit.py, imported inside the commands (torch
+loads only then): they draw rich tables and write --json (and --png). Imports cli.errors,
+cli.options, cli.render_cmd (shared options) and errors.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dysink_cli.errors import OutputError
 
 if TYPE_CHECKING:
     from dysink_cli.benchmarks.results import SpeedResult
+    from dysink_cli.benchmarks.revisit import ScenarioResult
 
 bench_app = typer.Typer(help="Measure dysink on this machine.", no_args_is_help=True)
 
@@ -90,6 +92,14 @@ def definitions(warmup: int) -> list[str]:
     ]
 
 
+def check_outputs(*flags: tuple[str, Path | None]) -> None:
+    """Each output file's folder exists (before anything heavy runs)."""
+    for flag, path in flags:
+        if path is not None and not path.parent.is_dir():
+            raise OutputError(f"{flag} {path}: folder {path.parent} does not exist", "create it first")
+
+
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")]
 PresetsOpt = Annotated[
     list[str] | None,
     typer.Option("--preset", help="Preset to measure (repeatable; default dysink). tiny runs on a CPU."),
@@ -115,9 +125,7 @@ def speed_command(
             "--descriptors", metavar="standalone|shared", help="DySink descriptor mode (repeatable)."
         ),
     ] = None,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the results as a JSON list, one per configuration.")
-    ] = None,
+    json_out: JsonOpt = None,
     device: DeviceOpt = "auto",
     debug: DebugOpt = False,
 ) -> None:
@@ -126,10 +134,7 @@ def speed_command(
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     with cli_errors(debug):
         folder, _ = resolve_weights_dir(weights, {})
-        if json_out is not None and not json_out.parent.is_dir():
-            raise OutputError(
-                f"--json {json_out}: folder {json_out.parent} does not exist", "create it first"
-            )
+        check_outputs(("--json", json_out))
         check_device(device)
         from dysink_cli.benchmarks.speed import SpeedBench, SpeedRequest  # torch loads here
 
@@ -154,3 +159,94 @@ def speed_command(
         if json_out is not None:
             json_out.write_text(json.dumps([r.to_json() for r in results], indent=1) + "\n")
             err.print(f"[dim]wrote {escape(str(json_out))}[/]")
+
+
+def revisit_table(sr: ScenarioResult) -> Table:
+    """Per return (then the new-ground control) a group of rows, one per measure; a column per policy."""
+    policies = list(sr.curves)
+    columns = (Column(p.replace("-", "-\n", 1), justify="right") for p in policies)
+    title = escape(f"{sr.scenario.name}: {sr.scenario.description}")
+    table = Table(Column("at"), Column("measure"), *columns, title=title, title_justify="left")
+    measures = (
+        ("PSNR dB", lambda sc: f"{sc['psnr']:.1f}"),
+        ("SSIM", lambda sc: f"{sc['ssim']:.3f}"),
+        ("control PSNR", lambda sc: f"{sc['control_psnr']:.1f}"),
+        ("shift px", lambda sc: "{:+d},{:+d}".format(*sc["shift_px"])),
+        ("start PSNR", lambda sc: f"{sc['start_psnr']:.1f}" if "start_psnr" in sc else None),
+        ("free PSNR", lambda sc: f"{sc['free']['psnr']:.1f}" if "free" in sc else None),
+        ("free control", lambda sc: f"{sc['free']['control_psnr']:.1f}" if "free" in sc else None),
+    )
+    for row in sr.rows:
+        label = f"{row.place}, {row.t:.1f} s" + ("" if row.kind == "return" else " (control)")
+        shown = [
+            (name, cells)
+            for name, show in measures
+            if None not in (cells := [show(row.scores[p]) for p in policies])
+        ]
+        for k, (name, cells) in enumerate(shown):
+            table.add_row(escape(label) if k == 0 else "", name, *cells, end_section=k == len(shown) - 1)
+    return table
+
+
+REVISIT_NOTES = [
+    "PSNR, SSIM: the frames at that place (mean over them) against the exact ground truth of the camera "
+    "position, at the one shift of +-4 px that fits them best (shift: dx right, dy down)",
+    "control PSNR: the same frames against far, never-visited places of the same map, their mean (what "
+    "blandness or chance scores); a policy remembers only by its margin above it",
+    "start PSNR: returns to a place other than the start, against the start's truth (pulled back to it?)",
+    "(control) rows: the first block on new ground, which no policy can remember: the no-memory level",
+    "free: a render without the ground-truth start, its return frames against its own first visit (free "
+    "control: against its own frames of new ground)",
+    "oracle (retrieval by true camera position): not built yet",
+]
+PolicyOpt = Annotated[
+    list[str] | None, typer.Option("--policy", help="Policy to run (repeatable; default all).")
+]
+ScenarioOpt = Annotated[
+    list[str] | None, typer.Option("--scenario", help="start, middle or long (repeatable; default all).")
+]
+
+
+@bench_app.command("revisit")
+def revisit_command(
+    small: Annotated[bool, typer.Option("--small", help="CPU-size scenarios (one-block legs).")] = False,
+    weights_file: Annotated[
+        Path | None,
+        typer.Option("--weights-file", help="Toy weights (default: the shipped toy.safetensors)."),
+    ] = None,
+    policies: PolicyOpt = None,
+    scenario_names: ScenarioOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="Noise seed, the same for every policy.")] = 0,
+    sets: SetOpt = None,
+    json_out: JsonOpt = None,
+    png_out: Annotated[Path | None, typer.Option("--png", help="Write PSNR over time as a PNG.")] = None,
+    device: DeviceOpt = "auto",
+    debug: DebugOpt = False,
+) -> None:
+    """Render toy-world scenarios whose camera comes back, with every cache policy, and score the returns."""
+    out = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    with cli_errors(debug):
+        check_outputs(("--json", json_out), ("--png", png_out))
+        check_device(device)
+        from dysink_cli.benchmarks.revisit import POLICIES, RevisitBench, RevisitRequest  # torch loads here
+        from dysink_cli.benchmarks.revisit_score import write_png
+
+        request = RevisitRequest(
+            small=small, policies=tuple(policies or POLICIES), seed=seed, device=device,
+            scenarios=tuple(scenario_names or ("start", "middle", "long")), overrides=tuple(sets or ()),
+            **({"weights_file": weights_file} if weights_file is not None else {}),
+        )  # fmt: skip
+        bench = RevisitBench(request, lambda line: err.print(f"[dim]rendering {escape(line)} ...[/]"))
+        result = bench.run()
+        for scenario in result.scenarios:
+            out.print(revisit_table(scenario))
+        for line in REVISIT_NOTES:
+            out.print(f"[dim]{escape(line)}[/]")
+        out.print(f"[dim]{escape(result.weights)}; {result.device}; {result.wall_s:.0f} s[/]")
+        if json_out is not None:
+            json_out.write_text(json.dumps(result.to_json(), indent=1) + "\n")
+            err.print(f"[dim]wrote {escape(str(json_out))}[/]")
+        if png_out is not None:
+            write_png(result, png_out)
+            err.print(f"[dim]wrote {escape(str(png_out))}[/]")
