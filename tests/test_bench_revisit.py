@@ -25,7 +25,7 @@ from dysink_cli.errors import WeightsError
 from dysink_cli.render.job import RenderJob
 from dysink_cli.toy.captions import parse_prompt
 from dysink_cli.toy.models import new_toy_networks, toy_state_dict
-from dysink_cli.toy.trainer import PROFILES
+from dysink_cli.toy.profiles import PROFILES
 from dysink_cli.toy.world import World
 
 runner = CliRunner()

@@ -106,7 +106,7 @@ class RevisitResult:
 
 def toy_configs_for(path: Path) -> tuple[str, ToyConfigs]:
     """The toy profile (trainer.PROFILES) whose networks have exactly the file's tensor shapes."""
-    from dysink_cli.toy.trainer import PROFILES
+    from dysink_cli.toy.profiles import PROFILES
 
     if not path.is_file():
         raise WeightsError(

@@ -20,7 +20,8 @@ from safetensors.torch import save_file
 from dysink_cli.errors import ConfigError
 from dysink_cli.toy import checkpoint as ckpt
 from dysink_cli.toy.models import TOY_LATENT_MEAN, TOY_LATENT_STD, WEIGHTS_PATH, toy_state_dict
-from dysink_cli.toy.trainer import PROFILES, STAGES, Trainer
+from dysink_cli.toy.profiles import PROFILES, STAGES
+from dysink_cli.toy.trainer import Trainer
 
 MAX_EXPORT_BYTES = 16_000_000
 

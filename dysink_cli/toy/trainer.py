@@ -8,6 +8,7 @@ the `log` callback.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -21,73 +22,32 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dysink_cli.model.config import DiTConfig, PECoreConfig, T5Config, VAEConfig
 from dysink_cli.model.rope import wan_frequencies
 from dysink_cli.model.tokenizer import ByteTokenizer
 from dysink_cli.toy import checkpoint as ckpt
-from dysink_cli.toy.data import dit_batch, sample_layout
-from dysink_cli.toy.models import TEXT_LEN, TOY, ToyConfigs, new_toy_networks, with_latent_stats
+from dysink_cli.toy.data import Layout, dit_batch, sample_layout
+from dysink_cli.toy.models import new_toy_networks, with_latent_stats
+from dysink_cli.toy.profiles import STAGES, Profile
 from dysink_cli.toy.train_dit import Blocks, Schedule, batch_latents, own_chain_loss, teacher_forcing_loss
 from dysink_cli.toy.train_pe import pe_step
 from dysink_cli.toy.train_vae import latent_stats, vae_step
 
-STAGES = ("vae", "pe", "dit", "sf")
 OWN_CHAIN_PROBABILITY = 0.7  # sf steps; the rest are teacher forcing
 
 
-@dataclass(frozen=True)
-class Profile:
-    """Sizes, batches, budgets (minutes, steps; 0 = unbounded) and learning rates of one run."""
+@dataclass
+class DrawnBatch:
+    """A rendered and encoded DiT batch, kept for `dit_reuse` steps (rng_state: where it came from)."""
 
-    configs: ToyConfigs
-    vae_batch: tuple[int, int, int]  # worlds, clips per world, latent frames
-    pe_batch: tuple[int, int]  # worlds, places per world
-    dit_batch: tuple[int, int]  # worlds, samples per world
-    budgets: dict[str, tuple[float, int]]
-    lr: dict[str, float]
-    frame_size: tuple[int, int] = (128, 96)  # width, height
-    warmup: int = 100
-    log_every: int = 25
-    moments_dtype: torch.dtype = torch.bfloat16
-
-
-PROFILES: dict[str, Profile] = {
-    "toy": Profile(
-        TOY, (8, 3, 5), (16, 8), (16, 8),
-        {"vae": (1.4, 0), "pe": (0.45, 0), "dit": (3.5, 0), "sf": (1.9, 0)},
-        {"vae": 6e-4, "pe": 5e-4, "dit": 4e-4, "sf": 1.5e-4},
-    ),
-    "micro": Profile(
-        ToyConfigs(
-            dit=DiTConfig(
-                dim=32, ffn_dim=64, freq_dim=32, num_heads=2, num_layers=2, text_dim=16, text_len=TEXT_LEN
-            ),
-            vae=VAEConfig(dim=4, num_res_blocks=1, latent_mean=(0.0,) * 16, latent_std=(1.0,) * 16),
-            t5=T5Config(
-                vocab_size=384, dim=16, dim_attn=16, dim_ffn=32, num_heads=2, num_layers=1, text_len=TEXT_LEN
-            ),
-            pe=PECoreConfig(
-                image_size=16, patch_size=8, width=16, layers=1, heads=2, output_dim=8, attn_pooler_heads=2
-            ),
-        ),
-        (1, 2, 2), (2, 2), (2, 1),
-        {"vae": (0, 2), "pe": (0, 2), "dit": (0, 3), "sf": (0, 3)},
-        {"vae": 1e-3, "pe": 1e-3, "dit": 1e-3, "sf": 1e-3},
-        frame_size=(32, 32), warmup=1, log_every=1, moments_dtype=torch.float32,
-    ),
-    "cpu": Profile(  # the toy on a laptop CPU: smaller batches, longer budgets
-        TOY, (2, 2, 5), (4, 4), (4, 2),
-        {"vae": (8.0, 0), "pe": (2.0, 0), "dit": (25.0, 0), "sf": (10.0, 0)},
-        {"vae": 6e-4, "pe": 5e-4, "dit": 4e-4, "sf": 1.5e-4},
-        warmup=50, log_every=10,
-    ),
-    "smoke": Profile(
-        TOY, (1, 1, 2), (2, 2), (2, 1),
-        {"vae": (0, 1), "pe": (0, 1), "dit": (0, 2), "sf": (0, 3)},
-        {"vae": 1e-4, "pe": 1e-4, "dit": 1e-4, "sf": 1e-4},
-        warmup=1, log_every=1,
-    ),
-}  # fmt: skip
+    rng_state: Any
+    layout: Layout
+    chain: Tensor
+    far: Tensor | None
+    chain_starts: Tensor
+    far_starts: Tensor
+    captions: list[str]
+    uses: int = 0
+    seconds: float = 0.0  # to render and encode (logged as draw_s)
 
 
 @dataclass
@@ -112,6 +72,7 @@ class Trainer:
         self.runs: list[dict[str, Any]] = []
         self.opt: torch.optim.Optimizer | None = None
         self.opt_stage: str | None = None
+        self.batch: DrawnBatch | None = None  # the DiT batch being reused
 
     # -- state ------------------------------------------------------------------------------------
     def stage(self) -> str | None:
@@ -144,6 +105,7 @@ class Trainer:
             "steps": self.counters.steps, "seconds": self.counters.seconds,
             "python_rng": ckpt.python_rng_state(self.rng), "latent_stats": self.latent_stats,
             "runs": self.runs, "opt_stage": self.opt_stage, "budgets": self.profile.budgets,
+            "batch": None if self.batch is None else {"rng": self.batch.rng_state, "uses": self.batch.uses},
         }  # fmt: skip
         if self.opt is not None:
             opt_tensors, meta["opt"] = ckpt.optimizer_tensors(self.opt, self.profile.moments_dtype)
@@ -168,6 +130,13 @@ class Trainer:
         self.opt, self.opt_stage = None, None
         if meta.get("opt_stage"):
             ckpt.load_optimizer(self.optimizer(meta["opt_stage"]), tensors, meta["opt"])
+        self.batch = None
+        if meta.get("batch"):  # draw the batch being reused again from the RNG state it came from
+            now = self.rng.getstate()
+            ckpt.set_python_rng_state(self.rng, meta["batch"]["rng"])
+            self.batch = self.draw_batch()
+            self.batch.uses = meta["batch"]["uses"]
+            self.rng.setstate(now)
 
     def save(self) -> None:
         ckpt.save_checkpoint(self.out, *self.state())
@@ -182,14 +151,35 @@ class Trainer:
         embeds = self.nets.t5.encode(ids.to(self.device), mask.to(self.device))
         return self.nets.dit.encode_text(embeds)
 
-    def dit_blocks(self) -> Blocks:
+    def draw_batch(self) -> DrawnBatch:
+        """A fresh DiT batch: layout, rendered views, latents from the frozen VAE."""
+        rng_state = ckpt.python_rng_state(self.rng)
         layout = sample_layout(self.rng)
         batch = dit_batch(self.rng, layout, *self.profile.dit_batch, self.device, self.profile.frame_size)
-        chain, far = batch_latents(self.nets.vae, batch)
-        blocks = chain.unflatten(1, (layout.chain_blocks, -1))
-        return Blocks(
-            layout, blocks, far, batch.chain_starts(), batch.far_starts(), self.text_kv(batch.captions)
+        with self.autocast():
+            chain, far = batch_latents(self.nets.vae, batch)
+        blocks = chain.float().unflatten(1, (layout.chain_blocks, -1))
+        far = None if far is None else far.float()
+        return DrawnBatch(
+            rng_state, layout, blocks, far, batch.chain_starts(), batch.far_starts(), batch.captions
         )
+
+    def dit_blocks(self) -> Blocks:
+        """The current batch (drawn anew every `dit_reuse` steps) with this step's text K/V."""
+        if self.batch is None or self.batch.uses >= self.profile.dit_reuse:
+            start = time.monotonic()
+            self.batch = self.draw_batch()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            self.batch.seconds = time.monotonic() - start
+        d = self.batch
+        d.uses += 1
+        return Blocks(d.layout, d.chain, d.far, d.chain_starts, d.far_starts, self.text_kv(d.captions))
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.device.type == "cuda" and self.profile.autocast:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def dit_step(self, stage: str) -> dict[str, float]:
         blocks = self.dit_blocks()
@@ -204,9 +194,15 @@ class Trainer:
         params = [p for m in self.trainable(stage) for p in m.parameters()]
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        return {"loss": loss.item(), "layout": blocks.layout.far + str(blocks.layout.window_blocks), **parts}  # type: ignore[dict-item]
+        assert self.batch is not None
+        drawn = {"draw_s": self.batch.seconds} if self.batch.uses == 1 else {}
+        return {"loss": loss.item(), **drawn, **parts}
 
     def step(self, stage: str) -> dict[str, Any]:
+        with self.autocast():
+            return self._step(stage)
+
+    def _step(self, stage: str) -> dict[str, Any]:
         self.set_lr(stage)
         p, nets = self.profile, self.nets
         for module in nets.modules().values():

@@ -1,0 +1,74 @@
+"""Training profiles: sizes, batches, stage budgets and learning rates (toy/trainer.py runs them).
+
+"toy" is the shipped model's schedule on the GPU (bf16 autocast, about 18 minutes in all; `--budget-minutes`
+rescales it), "cpu" the same model on a laptop, "micro" and "smoke" the sizes of tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dysink_cli.model.config import DiTConfig, PECoreConfig, T5Config, VAEConfig
+from dysink_cli.toy.models import TEXT_LEN, TOY, ToyConfigs
+
+STAGES = ("vae", "pe", "dit", "sf")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes, batches, budgets (minutes, steps; 0 = unbounded) and learning rates of one run."""
+
+    configs: ToyConfigs
+    vae_batch: tuple[int, int, int]  # worlds, clips per world, latent frames
+    pe_batch: tuple[int, int]  # worlds, places per world
+    dit_batch: tuple[int, int]  # worlds, samples per world
+    budgets: dict[str, tuple[float, int]]
+    lr: dict[str, float]
+    frame_size: tuple[int, int] = (128, 96)  # width, height
+    warmup: int = 100
+    log_every: int = 25
+    moments_dtype: torch.dtype = torch.bfloat16
+    dit_reuse: int = 1  # optimiser steps per rendered and encoded DiT batch (fresh noise each)
+    autocast: bool = True  # bf16 autocast on CUDA (weights and optimiser stay float32)
+
+
+PROFILES: dict[str, Profile] = {
+    "toy": Profile(
+        TOY, (8, 3, 5), (16, 8), (16, 8),
+        {"vae": (3.5, 0), "pe": (1.0, 0), "dit": (8.0, 0), "sf": (5.5, 0)},
+        {"vae": 6e-4, "pe": 5e-4, "dit": 4e-4, "sf": 1.5e-4},
+        dit_reuse=2,
+    ),
+    "micro": Profile(
+        ToyConfigs(
+            dit=DiTConfig(
+                dim=32, ffn_dim=64, freq_dim=32, num_heads=2, num_layers=2, text_dim=16, text_len=TEXT_LEN
+            ),
+            vae=VAEConfig(dim=4, num_res_blocks=1, latent_mean=(0.0,) * 16, latent_std=(1.0,) * 16),
+            t5=T5Config(
+                vocab_size=384, dim=16, dim_attn=16, dim_ffn=32, num_heads=2, num_layers=1, text_len=TEXT_LEN
+            ),
+            pe=PECoreConfig(
+                image_size=16, patch_size=8, width=16, layers=1, heads=2, output_dim=8, attn_pooler_heads=2
+            ),
+        ),
+        (1, 2, 2), (2, 2), (2, 1),
+        {"vae": (0, 2), "pe": (0, 2), "dit": (0, 3), "sf": (0, 3)},
+        {"vae": 1e-3, "pe": 1e-3, "dit": 1e-3, "sf": 1e-3},
+        frame_size=(32, 32), warmup=1, log_every=1, moments_dtype=torch.float32, dit_reuse=2,
+    ),
+    "cpu": Profile(  # the toy on a laptop CPU: smaller batches, longer budgets
+        TOY, (2, 2, 5), (4, 4), (4, 2),
+        {"vae": (8.0, 0), "pe": (2.0, 0), "dit": (25.0, 0), "sf": (10.0, 0)},
+        {"vae": 6e-4, "pe": 5e-4, "dit": 4e-4, "sf": 1.5e-4},
+        warmup=50, log_every=10,
+    ),
+    "smoke": Profile(
+        TOY, (1, 1, 2), (2, 2), (2, 1),
+        {"vae": (0, 1), "pe": (0, 1), "dit": (0, 2), "sf": (0, 3)},
+        {"vae": 1e-4, "pe": 1e-4, "dit": 1e-4, "sf": 1e-4},
+        warmup=1, log_every=1,
+    ),
+}  # fmt: skip
