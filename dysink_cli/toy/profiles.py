@@ -1,6 +1,6 @@
 """Training profiles: sizes, batches, stage budgets and learning rates (toy/trainer.py runs them).
 
-"toy" is the shipped model's schedule on the GPU (bf16 autocast, about 18 minutes in all; `--budget-minutes`
+"toy" is the shipped model's schedule on the GPU (bf16 autocast, about 15.5 minutes in all; `--budget-minutes`
 rescales it), "cpu" the same model on a laptop, "micro" and "smoke" the sizes of tests.
 """
 
@@ -36,9 +36,9 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "toy": Profile(
-        TOY, (8, 3, 5), (16, 8), (16, 8),
-        {"vae": (3.5, 0), "pe": (1.0, 0), "dit": (8.0, 0), "sf": (5.5, 0)},
-        {"vae": 6e-4, "pe": 5e-4, "dit": 4e-4, "sf": 1.5e-4},
+        TOY, (12, 4, 3), (16, 8), (16, 8),
+        {"vae": (4.5, 0), "pe": (1.0, 0), "dit": (6.0, 0), "sf": (4.0, 0)},
+        {"vae": 1e-3, "pe": 5e-4, "dit": 4e-4, "sf": 1.5e-4},
         dit_reuse=2,
     ),
     "micro": Profile(

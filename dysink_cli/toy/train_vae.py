@@ -16,8 +16,10 @@ from torch import Tensor
 from dysink_cli.model.vae import WanVAE
 from dysink_cli.toy.data import vae_clips
 
-KL_WEIGHT = 1e-3
+KL_WEIGHT = 1e-5
 EDGE_WEIGHT = 0.5
+DETAIL_WEIGHT = 8.0  # extra weight of pixels that differ from their 7x7 neighbourhood (landmarks)
+DETAIL_SCALE = 0.1  # a neighbourhood difference of this much gets the full extra weight
 
 
 def encode_posterior(vae: WanVAE, video: Tensor) -> tuple[Tensor, Tensor]:
@@ -53,17 +55,29 @@ def edge_loss(pred: Tensor, target: Tensor) -> Tensor:
     return dx + dy
 
 
+def detail_weights(video: Tensor) -> Tensor:
+    """(B, 1, T, H, W) weights, mean 1: 1 + DETAIL_WEIGHT where a pixel stands out of its 7x7
+    neighbourhood (landmarks and outlines are a few per cent of the pixels and are learnt last)."""
+    frames = video.transpose(1, 2).flatten(0, 1)  # (B T, 3, H, W)
+    local = F.avg_pool2d(frames, 7, stride=1, padding=3, count_include_pad=False)
+    detail = (frames - local).abs().mean(dim=1, keepdim=True)
+    w = 1 + DETAIL_WEIGHT * (detail / DETAIL_SCALE).clamp(max=1.0)
+    w = w.unflatten(0, (video.shape[0], video.shape[2])).transpose(1, 2)
+    return w / w.mean()
+
+
 def vae_loss(vae: WanVAE, video: Tensor, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
     mu, logvar = encode_posterior(vae, video)
     eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
     z = mu + torch.exp(0.5 * logvar) * eps
-    recon = decode_frames(vae, z)
-    l1 = (recon - video).abs().mean()
-    l2 = (recon - video).square().mean()
+    recon = decode_frames(vae, z).float()
+    w = detail_weights(video)
+    l1 = (w * (recon - video).abs()).mean()
+    l2 = (w * (recon - video).square()).mean()
     edge = edge_loss(recon, video)
     kl = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).mean()
     loss = l1 + l2 + EDGE_WEIGHT * edge + KL_WEIGHT * kl
-    psnr = -10 * torch.log10(l2.detach() / 4)  # frames span 2 (range [-1, 1])
+    psnr = -10 * torch.log10((recon.detach() - video).square().mean() / 4)  # frames span 2
     return loss, {"l1": l1.item(), "l2": l2.item(), "edge": edge.item(), "kl": kl.item(), "psnr": psnr.item()}
 
 
