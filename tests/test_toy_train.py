@@ -50,6 +50,24 @@ def test_training_decode_is_the_streaming_decode(nets) -> None:
     torch.testing.assert_close(mu.transpose(1, 2), vae.encode(video), atol=1e-5, rtol=1e-5)
 
 
+def test_preroll_trains_only_the_stream_after_it(nets) -> None:
+    """With a pre-roll of P latents the caches run first and only later frames are returned and
+    carry gradients: the same values as the whole stream's tail."""
+    vae = nets.vae.train()
+    video = torch.rand(1, 3, 17, 32, 32) * 2 - 1  # 5 latents
+    with torch.no_grad():
+        mu_all, _ = encode_posterior(vae, video)
+        whole = decode_frames(vae, mu_all)
+    for preroll in (1, 3):
+        mu, _ = encode_posterior(vae, video, preroll)
+        tail = decode_frames(vae, mu, preroll)
+        torch.testing.assert_close(mu, mu_all, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(tail, whole[:, :, 4 * preroll - 3 :], atol=1e-5, rtol=1e-5)
+        first_conv = vae.encoder.conv1.weight
+        (grad,) = torch.autograd.grad(tail.square().mean(), first_conv, allow_unused=True)
+        assert grad is not None and grad.abs().sum() > 0
+
+
 def _engine_flow(dit, text_kv, freqs, blocks, start, mem_latents, mem_start, t, x_noisy):
     """The engine's calls: a retrieved entry alone at its position, blocks committed with a
     9-frame window, then the last block's noisy call with the entry as memory."""

@@ -1,6 +1,6 @@
 """Training profiles: sizes, batches, stage budgets and learning rates (toy/trainer.py runs them).
 
-"toy" is the shipped model's schedule on the GPU (bf16 autocast, about 15.5 minutes in all; `--budget-minutes`
+"toy" is the shipped model's schedule on the GPU (bf16 autocast, about 15 minutes in all; `--budget-minutes`
 rescales it), "cpu" the same model on a laptop, "micro" and "smoke" the sizes of tests.
 """
 
@@ -37,7 +37,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "toy": Profile(
         TOY, (12, 4, 3), (16, 8), (16, 8),
-        {"vae": (4.5, 0), "pe": (1.0, 0), "dit": (6.0, 0), "sf": (4.0, 0)},
+        {"vae": (6.3, 0), "pe": (1.0, 0), "dit": (4.8, 0), "sf": (2.6, 0)},
         {"vae": 1e-3, "pe": 5e-4, "dit": 4e-4, "sf": 1.5e-4},
         dit_reuse=2,
     ),

@@ -20,30 +20,39 @@ KL_WEIGHT = 1e-5
 EDGE_WEIGHT = 0.5
 DETAIL_WEIGHT = 8.0  # extra weight of pixels that differ from their 7x7 neighbourhood (landmarks)
 DETAIL_SCALE = 0.1  # a neighbourhood difference of this much gets the full extra weight
+MAX_PREROLL_LATENTS = 6  # the causal caches are trained from their state after 0..6 latents
 
 
-def encode_posterior(vae: WanVAE, video: Tensor) -> tuple[Tensor, Tensor]:
-    """video (B, 3, T, H, W) in [-1, 1] -> raw (un-normalised) mu, logvar (B, 16, T', h, w)."""
+def encode_posterior(vae: WanVAE, video: Tensor, preroll_latents: int = 0) -> tuple[Tensor, Tensor]:
+    """video (B, 3, T, H, W) in [-1, 1] -> raw (un-normalised) mu, logvar (B, 16, T', h, w).
+
+    The first `preroll_latents` chunks run without grad: the later latents are those of a stream
+    already running (the cache state every later block of a render sees).
+    """
     stride = vae.cfg.temporal_stride
     convs, _ = vae.encoder.slot_names()
     frames = dict.fromkeys(convs)
     outs = []
     for i in range(1 + (video.shape[2] - 1) // stride):
         chunk = video[:, :, :1] if i == 0 else video[:, :, 1 + stride * (i - 1) : 1 + stride * i]
-        out, frames, _ = vae.encoder(chunk, frames, {})
+        with torch.set_grad_enabled(torch.is_grad_enabled() and i >= preroll_latents):
+            out, frames, _ = vae.encoder(chunk, frames, {})
         outs.append(out)
     mu, logvar = vae.conv1(torch.cat(outs, dim=2)).chunk(2, dim=1)
     return mu, logvar.clamp(-30.0, 20.0)
 
 
-def decode_frames(vae: WanVAE, z: Tensor) -> Tensor:
-    """Raw latents z (B, 16, T, h, w) from a fresh decoder state -> frames (B, 3, 4T - 3, H, W)."""
+def decode_frames(vae: WanVAE, z: Tensor, preroll_latents: int = 0) -> Tensor:
+    """Raw latents z (B, 16, T, h, w) from a fresh decoder state -> frames (B, 3, 4T - 3, H, W),
+    without the frames of the first `preroll_latents` latents (decoded without grad)."""
     state = vae.decoder_state()
     frames, seen = dict(state.frames), dict(state.first_chunk_seen)
     outs = []
-    for chunk in (z[:, :, :1], z[:, :, 1:]):
-        if chunk.shape[2]:
-            x, frames, seen = vae.decoder(vae.conv2(chunk), frames, seen)
+    cuts = sorted({0, 1, max(1, preroll_latents), z.shape[2]})
+    for start, end in zip(cuts, cuts[1:], strict=False):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and start >= preroll_latents):
+            x, frames, seen = vae.decoder(vae.conv2(z[:, :, start:end]), frames, seen)
+        if start >= preroll_latents:
             outs.append(x)
     return torch.cat(outs, dim=2)
 
@@ -66,11 +75,17 @@ def detail_weights(video: Tensor) -> Tensor:
     return w / w.mean()
 
 
-def vae_loss(vae: WanVAE, video: Tensor, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-    mu, logvar = encode_posterior(vae, video)
+def vae_loss(
+    vae: WanVAE, video: Tensor, generator: torch.Generator, preroll_latents: int = 0
+) -> tuple[Tensor, dict[str, float]]:
+    """Reconstruction of the frames after `preroll_latents` latents (whose caches run first)."""
+    mu, logvar = encode_posterior(vae, video, preroll_latents)
     eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
     z = mu + torch.exp(0.5 * logvar) * eps
-    recon = decode_frames(vae, z).float()
+    recon = decode_frames(vae, z, preroll_latents).float()
+    if preroll_latents:
+        video = video[:, :, 4 * preroll_latents - 3 :]
+        mu, logvar = mu[:, :, preroll_latents:], logvar[:, :, preroll_latents:]
     w = detail_weights(video)
     l1 = (w * (recon - video).abs()).mean()
     l2 = (w * (recon - video).square()).mean()
@@ -90,10 +105,12 @@ def vae_step(
     device: torch.device,
     size: tuple[int, int],
 ) -> dict[str, float]:
-    """One optimiser step on fresh clips: batch = (worlds, clips per world, latent frames)."""
+    """One optimiser step on fresh clips: batch = (worlds, clips per world, latent frames trained),
+    after a random pre-roll of 0..MAX_PREROLL_LATENTS latents."""
     worlds, per_world, latents = batch
-    video = vae_clips(rng, worlds, per_world, 4 * latents - 3, device, size)
-    loss, parts = vae_loss(vae, video, generator)
+    preroll = rng.randrange(MAX_PREROLL_LATENTS + 1)
+    video = vae_clips(rng, worlds, per_world, 4 * (preroll + latents) - 3, device, size)
+    loss, parts = vae_loss(vae, video, generator, preroll)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -110,7 +127,8 @@ def latent_stats(
     worlds, per_world, latents = batch
     total = sq = count = None
     for _ in range(rounds):
-        mu, _ = encode_posterior(vae, vae_clips(rng, worlds, per_world, 4 * latents - 3, device, size))
+        frames = 4 * (latents + MAX_PREROLL_LATENTS) - 3
+        mu, _ = encode_posterior(vae, vae_clips(rng, worlds, per_world, frames, device, size))
         flat = mu.transpose(0, 1).flatten(1).double()  # (16, N)
         total = flat.sum(1) if total is None else total + flat.sum(1)
         sq = flat.square().sum(1) if sq is None else sq + flat.square().sum(1)
