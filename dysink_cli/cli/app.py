@@ -127,7 +127,7 @@ def doctor_rows(weights: Path | None) -> list[tuple[str, str]]:
             props = torch.cuda.get_device_properties(i)
             rows.append((f"GPU {i}", f"{props.name}, {props.total_memory / 2**30:.1f} GiB"))
     else:
-        rows.append(("CUDA", "not available: renders run on the CPU (fine for --preset tiny only)"))
+        rows.append(("CUDA", "not available: renders run on the CPU (fine for --preset tiny and toy)"))
     rows.append(("attention", _flash_attn()))
     try:
         exe = ffmpeg_exe()
@@ -138,7 +138,7 @@ def doctor_rows(weights: Path | None) -> list[tuple[str, str]]:
     rows.append(("free disk (here)", f"{free:.1f} GiB"))
     folder, source = resolve_weights_dir(weights, os.environ)
     if folder is None:
-        rows.append(("weights", f"none given (--weights DIR or ${WEIGHTS_ENV}); the tiny demo needs none"))
+        rows.append(("weights", f"none given (--weights DIR or ${WEIGHTS_ENV}); the tiny demo and the toy world need none"))
         return rows
     from dysink_cli.io.weights_check import describe_weights_dir
 

@@ -102,7 +102,7 @@ def check_outputs(*flags: tuple[str, Path | None]) -> None:
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")]
 PresetsOpt = Annotated[
     list[str] | None,
-    typer.Option("--preset", help="Preset to measure (repeatable; default dysink). tiny runs on a CPU."),
+    typer.Option("--preset", help="Preset to measure (repeatable; default dysink). toy and tiny run on a CPU."),
 ]
 
 

@@ -89,3 +89,13 @@ def contrast_trend(frames: Tensor, window: int) -> tuple[float, float]:
     """Mean per-frame contrast (luminance std) of the first and the last `window` frames."""
     contrast = frames.mean(1).flatten(1).std(1)
     return contrast[:window].mean().item(), contrast[-window:].mean().item()
+
+
+def edge_sharpness(frames: Tensor, top: float = 0.02) -> float:
+    """Mean luminance gradient magnitude of each frame's sharpest `top` share of pixels, averaged
+    over frames: outlined shapes score high, blobs and flat fields low."""
+    grey = frames.mean(1)  # [T, H, W]
+    gx, gy = grey.diff(dim=2)[:, :-1, :], grey.diff(dim=1)[:, :, :-1]
+    magnitude = (gx.square() + gy.square()).sqrt().flatten(1)
+    k = max(1, int(top * magnitude.shape[1]))
+    return magnitude.topk(k, dim=1).values.mean().item()

@@ -95,6 +95,12 @@ def sample_layout(rng: random.Random) -> Layout:
     return Layout(window + 1, window, far, far_blocks, from_start)
 
 
+def opening_layout(rng: random.Random) -> Layout:
+    """The start of a video: its first block alone, or the first two (the second sees the first)."""
+    blocks = rng.choices((1, 2), weights=(0.75, 0.25))[0]
+    return Layout(blocks, blocks - 1, "none", 0, True)
+
+
 @dataclass
 class DiTSample:
     """One sample's plan: prompt, frame indices (latent), camera paths (pixel frames)."""

@@ -13,7 +13,8 @@ import torch
 from dysink_cli.model.config import DiTConfig, PECoreConfig, T5Config, VAEConfig
 from dysink_cli.toy.models import TEXT_LEN, TOY, ToyConfigs
 
-STAGES = ("vae", "pe", "dit", "sf")
+STAGES = ("vae", "pe", "dit", "sf", "text")
+TEXT_STEPS = 420  # the "text" stage: openings of videos, where only the prompt tells the theme
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,17 @@ class Profile:
     log_every: int = 25
     moments_dtype: torch.dtype = torch.bfloat16
     dit_reuse: int = 1  # optimiser steps per rendered and encoded DiT batch (fresh noise each)
+    text_batch: tuple[int, int] = (8, 2)  # worlds, samples per world of the "text" stage
+    text_encoder_lr_scale: float = 10.0  # "text" stage: umT5 and the probe learn words from bytes slowly
+    text_reuse: int = 4  # its steps per drawn batch (openings are cheap to train, dear to draw)
     autocast: bool = True  # bf16 autocast on CUDA (weights and optimiser stay float32)
 
 
 PROFILES: dict[str, Profile] = {
     "toy": Profile(
         TOY, (12, 4, 3), (16, 8), (16, 8),
-        {"vae": (6.3, 0), "pe": (1.0, 0), "dit": (4.8, 0), "sf": (2.6, 0)},
-        {"vae": 1e-3, "pe": 5e-4, "dit": 4e-4, "sf": 1.5e-4},
+        {"vae": (6.3, 0), "pe": (1.0, 0), "dit": (4.8, 0), "sf": (2.6, 0), "text": (0, TEXT_STEPS)},
+        {"vae": 1e-3, "pe": 5e-4, "dit": 4e-4, "sf": 1.5e-4, "text": 3e-4},
         dit_reuse=2,
     ),
     "micro": Profile(
@@ -55,20 +59,20 @@ PROFILES: dict[str, Profile] = {
             ),
         ),
         (1, 2, 2), (2, 2), (2, 1),
-        {"vae": (0, 2), "pe": (0, 2), "dit": (0, 3), "sf": (0, 3)},
-        {"vae": 1e-3, "pe": 1e-3, "dit": 1e-3, "sf": 1e-3},
+        {"vae": (0, 2), "pe": (0, 2), "dit": (0, 3), "sf": (0, 3), "text": (0, 2)},
+        {"vae": 1e-3, "pe": 1e-3, "dit": 1e-3, "sf": 1e-3, "text": 1e-3},
         frame_size=(32, 32), warmup=1, log_every=1, moments_dtype=torch.float32, dit_reuse=2,
     ),
     "cpu": Profile(  # the toy on a laptop CPU: smaller batches, longer budgets
         TOY, (2, 2, 5), (4, 4), (4, 2),
-        {"vae": (8.0, 0), "pe": (2.0, 0), "dit": (25.0, 0), "sf": (10.0, 0)},
-        {"vae": 6e-4, "pe": 5e-4, "dit": 4e-4, "sf": 1.5e-4},
+        {"vae": (8.0, 0), "pe": (2.0, 0), "dit": (25.0, 0), "sf": (10.0, 0), "text": (0, TEXT_STEPS)},
+        {"vae": 6e-4, "pe": 5e-4, "dit": 4e-4, "sf": 1.5e-4, "text": 3e-4},
         warmup=50, log_every=10,
     ),
     "smoke": Profile(
         TOY, (1, 1, 2), (2, 2), (2, 1),
-        {"vae": (0, 1), "pe": (0, 1), "dit": (0, 2), "sf": (0, 3)},
-        {"vae": 1e-4, "pe": 1e-4, "dit": 1e-4, "sf": 1e-4},
+        {"vae": (0, 1), "pe": (0, 1), "dit": (0, 2), "sf": (0, 3), "text": (0, 1)},
+        {"vae": 1e-4, "pe": 1e-4, "dit": 1e-4, "sf": 1e-4, "text": 1e-4},
         warmup=1, log_every=1,
     ),
 }  # fmt: skip

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def export(trainer: Trainer, path: Path, shipped: bool, allow_incomplete: bool = False) -> None:
     """fp16 weights of the four networks (prefixed keys) and RECORD.md beside them."""
-    if trainer.stage() not in (None, "sf") or (trainer.stage() == "sf" and not allow_incomplete):
+    if trainer.stage() is not None and not allow_incomplete:
         raise ConfigError(
             f"training is not complete (next stage: {trainer.stage()})", "run more minutes first"
         )

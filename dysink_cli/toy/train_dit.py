@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -80,6 +81,22 @@ class Blocks:
     chain_starts: Tensor  # (B,) latent frame of the first chain block
     far_starts: Tensor  # (B, k)
     text_kv: LayerKV
+
+
+@dataclass
+class DrawnBatch:
+    """A rendered and encoded DiT batch, kept for `dit_reuse` steps (rng_state: where it came from)."""
+
+    rng_state: Any
+    stage: str
+    layout: Layout
+    chain: Tensor
+    far: Tensor | None
+    chain_starts: Tensor
+    far_starts: Tensor
+    captions: list[str]
+    uses: int = 0
+    seconds: float = 0.0  # to render and encode (logged as draw_s)
 
 
 def gaussian(like: Tensor, generator: torch.Generator) -> Tensor:

@@ -25,29 +25,22 @@ from torch import Tensor, nn
 from dysink_cli.model.rope import wan_frequencies
 from dysink_cli.model.tokenizer import ByteTokenizer
 from dysink_cli.toy import checkpoint as ckpt
-from dysink_cli.toy.data import Layout, dit_batch, sample_layout
+from dysink_cli.toy.data import dit_batch, opening_layout, sample_layout
 from dysink_cli.toy.models import new_toy_networks, with_latent_stats
 from dysink_cli.toy.profiles import STAGES, Profile
-from dysink_cli.toy.train_dit import Blocks, Schedule, batch_latents, own_chain_loss, teacher_forcing_loss
+from dysink_cli.toy.prompt_probe import PROBE_WEIGHT, PromptProbe
+from dysink_cli.toy.train_dit import (
+    Blocks,
+    DrawnBatch,
+    Schedule,
+    batch_latents,
+    own_chain_loss,
+    teacher_forcing_loss,
+)
 from dysink_cli.toy.train_pe import pe_step
 from dysink_cli.toy.train_vae import latent_stats, vae_step
 
 OWN_CHAIN_PROBABILITY = 0.7  # sf steps; the rest are teacher forcing
-
-
-@dataclass
-class DrawnBatch:
-    """A rendered and encoded DiT batch, kept for `dit_reuse` steps (rng_state: where it came from)."""
-
-    rng_state: Any
-    layout: Layout
-    chain: Tensor
-    far: Tensor | None
-    chain_starts: Tensor
-    far_starts: Tensor
-    captions: list[str]
-    uses: int = 0
-    seconds: float = 0.0  # to render and encode (logged as draw_s)
 
 
 @dataclass
@@ -62,6 +55,7 @@ class Trainer:
         self.nets = new_toy_networks(profile.configs)
         for module in self.nets.modules().values():
             module.to(device)
+        self.probe = PromptProbe(profile.configs.t5.dim).to(device)  # "text" stage only
         self.tokenizer = ByteTokenizer(profile.configs.t5.vocab_size, profile.configs.t5.text_len)
         self.freqs = wan_frequencies(profile.configs.dit.head_dim, profile.configs.dit.rope_theta)
         self.schedule = Schedule.shipped()
@@ -87,25 +81,38 @@ class Trainer:
 
     def trainable(self, stage: str) -> list[nn.Module]:
         n = self.nets
-        return {"vae": [n.vae], "pe": [n.pe], "dit": [n.dit, n.t5], "sf": [n.dit, n.t5]}[stage]
+        return {
+            "vae": [n.vae],
+            "pe": [n.pe],
+            "dit": [n.dit, n.t5],
+            "sf": [n.dit, n.t5],
+            "text": [n.dit, n.t5, self.probe],
+        }[stage]
 
     def optimizer(self, stage: str) -> torch.optim.Optimizer:
         if self.opt_stage != stage:
-            params = [p for m in self.trainable(stage) for p in m.parameters()]
-            lr = self.profile.lr[stage]
-            self.opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.01)
+            lr, fast = self.profile.lr[stage], self.profile.text_encoder_lr_scale
+            scale = {id(self.nets.t5): fast, id(self.probe): fast} if stage == "text" else {}
+            groups = [  # the "text" stage trains the text encoder and the probe `fast` times quicker
+                {"params": list(m.parameters()), "scale": scale.get(id(m), 1.0)}
+                for m in self.trainable(stage)
+            ]
+            self.opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99), weight_decay=0.01)
             self.opt_stage = stage
         assert self.opt is not None
         return self.opt
 
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         tensors = {f"{p}.{k}": t for p, m in self.nets.modules().items() for k, t in m.state_dict().items()}
+        tensors |= {f"probe.{k}": t for k, t in self.probe.state_dict().items()}
         tensors["rng.torch"] = self.generator.get_state()
         meta: dict[str, Any] = {
             "steps": self.counters.steps, "seconds": self.counters.seconds,
             "python_rng": ckpt.python_rng_state(self.rng), "latent_stats": self.latent_stats,
             "runs": self.runs, "opt_stage": self.opt_stage, "budgets": self.profile.budgets,
-            "batch": None if self.batch is None else {"rng": self.batch.rng_state, "uses": self.batch.uses},
+            "batch": None if self.batch is None else {
+                "rng": self.batch.rng_state, "uses": self.batch.uses, "stage": self.batch.stage
+            },
         }  # fmt: skip
         if self.opt is not None:
             opt_tensors, meta["opt"] = ckpt.optimizer_tensors(self.opt, self.profile.moments_dtype)
@@ -116,14 +123,18 @@ class Trainer:
         """Continue from a checkpoint; its stage budgets apply unless keep_budgets (a new schedule)."""
         tensors, meta = ckpt.load_checkpoint(folder)
         if meta.get("budgets") and not keep_budgets:
-            budgets = {k: (float(m), int(s)) for k, (m, s) in meta["budgets"].items()}
+            budgets = self.profile.budgets | {k: (float(m), int(s)) for k, (m, s) in meta["budgets"].items()}
             self.profile = dataclasses.replace(self.profile, budgets=budgets)
         for prefix, module in self.nets.modules().items():
             own = {k[len(prefix) + 1 :]: t for k, t in tensors.items() if k.startswith(prefix + ".")}
             module.load_state_dict(own, strict=True)
+        if "probe.head.weight" in tensors:  # absent from checkpoints before the "text" stage
+            self.probe.load_state_dict({k[6:]: t for k, t in tensors.items() if k.startswith("probe.")})
         self.generator.set_state(tensors["rng.torch"])
         ckpt.set_python_rng_state(self.rng, meta["python_rng"])
-        self.counters = Counters(meta["steps"], meta["seconds"])
+        self.counters = Counters()  # stages added since the checkpoint start at 0
+        self.counters.steps |= meta["steps"]
+        self.counters.seconds |= meta["seconds"]
         self.runs = meta["runs"]
         if meta["latent_stats"] is not None:
             self.set_latent_stats(*meta["latent_stats"])
@@ -134,7 +145,7 @@ class Trainer:
         if meta.get("batch"):  # draw the batch being reused again from the RNG state it came from
             now = self.rng.getstate()
             ckpt.set_python_rng_state(self.rng, meta["batch"]["rng"])
-            self.batch = self.draw_batch()
+            self.batch = self.draw_batch(meta["batch"].get("stage", "dit"))
             self.batch.uses = meta["batch"]["uses"]
             self.rng.setstate(now)
 
@@ -148,27 +159,33 @@ class Trainer:
     # -- steps ------------------------------------------------------------------------------------
     def text_kv(self, captions: list[str]) -> list[tuple[Tensor, Tensor]]:
         ids, mask = self.tokenizer(captions)
-        embeds = self.nets.t5.encode(ids.to(self.device), mask.to(self.device))
+        mask = mask.to(self.device)
+        embeds = self.nets.t5.encode(ids.to(self.device), mask)
+        self.last_text = (embeds, mask)  # for the prompt probe
         return self.nets.dit.encode_text(embeds)
 
-    def draw_batch(self) -> DrawnBatch:
-        """A fresh DiT batch: layout, rendered views, latents from the frozen VAE."""
+    def draw_batch(self, stage: str) -> DrawnBatch:
+        """A fresh DiT batch: layout, rendered views, latents from the frozen VAE. The "text"
+        stage draws the start of videos (nothing but the prompt to go by) in its own batch size."""
         rng_state = ckpt.python_rng_state(self.rng)
-        layout = sample_layout(self.rng)
-        batch = dit_batch(self.rng, layout, *self.profile.dit_batch, self.device, self.profile.frame_size)
+        layout = opening_layout(self.rng) if stage == "text" else sample_layout(self.rng)
+        size = self.profile.text_batch if stage == "text" else self.profile.dit_batch
+        batch = dit_batch(self.rng, layout, *size, self.device, self.profile.frame_size)
         with self.autocast():
             chain, far = batch_latents(self.nets.vae, batch)
         blocks = chain.float().unflatten(1, (layout.chain_blocks, -1))
         far = None if far is None else far.float()
         return DrawnBatch(
-            rng_state, layout, blocks, far, batch.chain_starts(), batch.far_starts(), batch.captions
+            rng_state, stage, layout, blocks, far, batch.chain_starts(), batch.far_starts(), batch.captions
         )
 
-    def dit_blocks(self) -> Blocks:
+    def dit_blocks(self, stage: str) -> Blocks:
         """The current batch (drawn anew every `dit_reuse` steps) with this step's text K/V."""
-        if self.batch is None or self.batch.uses >= self.profile.dit_reuse:
+        b, p = self.batch, self.profile
+        reuse = p.text_reuse if stage == "text" else p.dit_reuse
+        if b is None or b.uses >= reuse or (b.stage == "text") != (stage == "text"):
             start = time.monotonic()
-            self.batch = self.draw_batch()
+            self.batch = self.draw_batch(stage)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             self.batch.seconds = time.monotonic() - start
@@ -182,12 +199,17 @@ class Trainer:
         return contextlib.nullcontext()
 
     def dit_step(self, stage: str) -> dict[str, float]:
-        blocks = self.dit_blocks()
+        blocks = self.dit_blocks(stage)
         dit, own = self.nets.dit, stage == "sf" and self.rng.random() < OWN_CHAIN_PROBABILITY
         if own:
             loss, parts = own_chain_loss(dit, blocks, self.freqs, self.schedule, self.generator, self.rng)
         else:
             loss, parts = teacher_forcing_loss(dit, blocks, self.freqs, self.schedule, self.generator)
+        if stage == "text":
+            assert self.batch is not None
+            probe_loss, accuracy = self.probe.loss(*self.last_text, self.batch.captions)
+            loss = loss + PROBE_WEIGHT * probe_loss
+            parts = {**parts, **accuracy}
         opt = self.optimizer(stage)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -207,27 +229,11 @@ class Trainer:
         p, nets = self.profile, self.nets
         for module in nets.modules().values():
             module.train(module in self.trainable(stage)).requires_grad_(module in self.trainable(stage))
+        opt, draw = self.optimizer(stage), (self.rng, self.generator)
         if stage == "vae":
-            return vae_step(
-                nets.vae,
-                self.optimizer(stage),
-                self.rng,
-                self.generator,
-                p.vae_batch,
-                self.device,
-                p.frame_size,
-            )
+            return vae_step(nets.vae, opt, *draw, p.vae_batch, self.device, p.frame_size)
         if stage == "pe":
-            return pe_step(
-                nets.pe,
-                nets.vae,
-                self.optimizer(stage),
-                self.rng,
-                self.generator,
-                p.pe_batch,
-                self.device,
-                p.frame_size,
-            )
+            return pe_step(nets.pe, nets.vae, opt, *draw, p.pe_batch, self.device, p.frame_size)
         return self.dit_step(stage)
 
     def set_lr(self, stage: str) -> None:
@@ -235,7 +241,7 @@ class Trainer:
         warm = min(1.0, (self.counters.steps[stage] + 1) / self.profile.warmup)
         decay = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, self.progress(stage))))
         for group in opt.param_groups:
-            group["lr"] = self.profile.lr[stage] * warm * decay
+            group["lr"] = self.profile.lr[stage] * group.get("scale", 1.0) * warm * decay
 
     def finish_stage(self, stage: str) -> None:
         if stage == "vae":
