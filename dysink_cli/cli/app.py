@@ -138,7 +138,7 @@ def doctor_rows(weights: Path | None) -> list[tuple[str, str]]:
     rows.append(("free disk (here)", f"{free:.1f} GiB"))
     folder, source = resolve_weights_dir(weights, os.environ)
     if folder is None:
-        rows.append(("weights", f"none given (--weights DIR or ${WEIGHTS_ENV}); the tiny demo and the toy world need none"))
+        rows.append(("weights", f"none given (--weights DIR or ${WEIGHTS_ENV}); embedded models need none"))
         return rows
     from dysink_cli.io.weights_check import describe_weights_dir
 

@@ -102,7 +102,7 @@ def check_outputs(*flags: tuple[str, Path | None]) -> None:
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")]
 PresetsOpt = Annotated[
     list[str] | None,
-    typer.Option("--preset", help="Preset to measure (repeatable; default dysink). toy and tiny run on a CPU."),
+    typer.Option("--preset", help="Preset to measure (repeatable; default dysink). toy, tiny: CPU too."),
 ]
 
 
@@ -130,8 +130,7 @@ def speed_command(
     debug: DebugOpt = False,
 ) -> None:
     """Render blocks of each preset into a NullSink and print FPS, stage times, memory and the floor."""
-    out = Console(highlight=False, soft_wrap=True)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out, err = _consoles()
     with cli_errors(debug):
         folder, _ = resolve_weights_dir(weights, {})
         check_outputs(("--json", json_out))
@@ -224,8 +223,7 @@ def revisit_command(
     debug: DebugOpt = False,
 ) -> None:
     """Render toy-world scenarios whose camera comes back, with every cache policy, and score the returns."""
-    out = Console(highlight=False, soft_wrap=True)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out, err = _consoles()
     with cli_errors(debug):
         check_outputs(("--json", json_out), ("--png", png_out))
         check_device(device)
@@ -250,3 +248,8 @@ def revisit_command(
         if png_out is not None:
             write_png(result, png_out)
             err.print(f"[dim]wrote {escape(str(png_out))}[/]")
+
+
+def _consoles() -> tuple[Console, Console]:
+    """The bench commands' stdout (tables, JSON) and stderr (progress) consoles."""
+    return Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False, soft_wrap=True)

@@ -104,9 +104,7 @@ def collapse_curve(
     how far, as a percentage of the farthest it had got, the video has fallen back to its start.
     """
     if not 1 <= reference_frames < len(frames):
-        raise ValueError(
-            f"reference_frames must be in [1, {len(frames) - 1}], got {reference_frames}"
-        )
+        raise ValueError(f"reference_frames must be in [1, {len(frames) - 1}], got {reference_frames}")
     x = to_unit(frames)
     refs = x[:reference_frames]  # (N, H, W, 3)
     distance = np.empty(len(x), dtype=np.float64)
@@ -128,9 +126,7 @@ def collapse_figures(curve: CollapseCurve, reference_frames: int) -> CollapseFig
     return CollapseFigures(float(after[worst]), float(after.mean()), worst + reference_frames)
 
 
-def repeat_curve(
-    frames: np.ndarray, min_lag: int = DEFAULT_MIN_LAG, chunk: int = 512
-) -> RepeatCurve:
+def repeat_curve(frames: np.ndarray, min_lag: int = DEFAULT_MIN_LAG, chunk: int = 512) -> RepeatCurve:
     """Nearest earlier frame at least `min_lag` back (the RIFLEx no-repeat idea, in pixels).
 
     For t >= min_lag: n_t = min over s <= t - min_lag of RMS(f_t - f_s). Candidates are ranked

@@ -133,9 +133,7 @@ class GraphedDiT:
         count = len(memory[0])
         return [[(sk[e], sv[e]) for e in range(count)] for sk, sv in zip(slots_k, slots_v, strict=False)]
 
-    def _capture(
-        self, key: tuple, x: Tensor, t: Tensor, text_kv: list, rope: Rope, ctx: AttnContext
-    ) -> None:
+    def _capture(self, key: tuple, x: Tensor, t: Tensor, text_kv: list, rope: Rope, ctx: AttnContext) -> None:
         if len(self.graphs) >= self.max_graphs:
             self.graphs.popitem(last=False)
         static_rope = [r.clone() for r in _rope_tensors(rope, x.dtype)]

@@ -58,9 +58,7 @@ class PackedAttention(nn.Module):
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
         if width % heads:
-            raise ConfigError(
-                f"PE-Core width {width} must be divisible by heads {heads}", "fix the config"
-            )
+            raise ConfigError(f"PE-Core width {width} must be divisible by heads {heads}", "fix the config")
         self.heads = heads
         self.in_proj_weight = nn.Parameter(torch.randn(3 * width, width) * width**-0.5)
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
@@ -113,9 +111,7 @@ class Transformer(nn.Module):
 
     def __init__(self, width: int, layers: int, heads: int, mlp_width: int) -> None:
         super().__init__()
-        self.resblocks = nn.ModuleList(
-            ResidualAttentionBlock(width, heads, mlp_width) for _ in range(layers)
-        )
+        self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads, mlp_width) for _ in range(layers))
 
     def forward(self, x: Tensor, angles: Tensor) -> Tensor:
         for block in self.resblocks:
@@ -148,8 +144,7 @@ class PECoreVision(nn.Module):
         super().__init__()
         if config.image_size % config.patch_size:
             raise ConfigError(
-                f"PE-Core image_size {config.image_size} is not a multiple of the patch "
-                f"{config.patch_size}",
+                f"PE-Core image_size {config.image_size} is not a multiple of the patch {config.patch_size}",
                 "fix the config",
             )
         if config.width % config.heads or (config.width // config.heads) % 4:
@@ -175,9 +170,7 @@ class PECoreVision(nn.Module):
         """images `[N, 3, S, S]` in [-1, 1], S = image_size -> features `[N, output_dim]`."""
         size = self.config.image_size
         if images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
-            raise ValueError(
-                f"PE-Core expects [N, 3, {size}, {size}] images, got {tuple(images.shape)}"
-            )
+            raise ValueError(f"PE-Core expects [N, 3, {size}, {size}] images, got {tuple(images.shape)}")
         n, grid = images.size(0), self.config.grid
         x = self.conv1(images).flatten(2).transpose(1, 2)  # (N, grid^2, W), row-major patches
         cls = self.class_embedding.view(1, 1, -1).expand(n, -1, -1).to(x.dtype)

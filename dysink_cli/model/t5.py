@@ -58,9 +58,7 @@ class T5LayerNorm(nn.Module):
 class T5RelativeEmbedding(nn.Module):
     """Per-layer bias table `[num_buckets, heads]` (key `embedding.weight`)."""
 
-    def __init__(
-        self, num_buckets: int, num_heads: int, max_distance: int = T5_MAX_DISTANCE
-    ) -> None:
+    def __init__(self, num_buckets: int, num_heads: int, max_distance: int = T5_MAX_DISTANCE) -> None:
         super().__init__()
         self.num_buckets = num_buckets
         self.max_distance = max_distance
@@ -69,10 +67,7 @@ class T5RelativeEmbedding(nn.Module):
     def forward(self, length_q: int, length_k: int) -> Tensor:
         """Bias `[1, heads, Lq, Lk]`."""
         device = self.embedding.weight.device
-        rel = (
-            torch.arange(length_k, device=device)[None, :]
-            - torch.arange(length_q, device=device)[:, None]
-        )
+        rel = torch.arange(length_k, device=device)[None, :] - torch.arange(length_q, device=device)[:, None]
         buckets = relative_position_bucket(rel, self.num_buckets, self.max_distance)  # (Lq, Lk)
         return self.embedding(buckets).permute(2, 0, 1).unsqueeze(0).contiguous()  # (1, H, Lq, Lk)
 

@@ -46,9 +46,7 @@ def clean_prompt(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def pad_and_stack(
-    token_lists: Sequence[Sequence[int]], eos_id: int, text_len: int
-) -> tuple[Tensor, Tensor]:
+def pad_and_stack(token_lists: Sequence[Sequence[int]], eos_id: int, text_len: int) -> tuple[Tensor, Tensor]:
     """Truncate to `text_len - 1`, append `eos_id`, pad with 0 -> ids, mask `[B, text_len]`."""
     ids = torch.full((len(token_lists), text_len), PAD_ID, dtype=torch.int64)  # (B, text_len)
     mask = torch.zeros((len(token_lists), text_len), dtype=torch.int64)  # (B, text_len)
@@ -88,9 +86,7 @@ class ByteTokenizer:
 class HFTokenizer:
     """umT5 tokenizer from a local folder: `tokenizer.json` (tokenizers) or `spiece.model`."""
 
-    def __init__(
-        self, encode: Callable[[str], list[int]], eos_id: int, text_len: int = 512
-    ) -> None:
+    def __init__(self, encode: Callable[[str], list[int]], eos_id: int, text_len: int = 512) -> None:
         """`encode(text) -> list[int]` without special tokens; use `from_folder` to build one."""
         _check_text_len(text_len)
         self._encode = encode
@@ -120,14 +116,10 @@ class HFTokenizer:
             tok = RustTokenizer.from_file(str(file))
         except Exception as exc:  # noqa: BLE001 - tokenizers raises bare Exception on bad files
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise WeightsError(
-                f"cannot read {file}: {first_line}", "re-download tokenizer.json"
-            ) from None
+            raise WeightsError(f"cannot read {file}: {first_line}", "re-download tokenizer.json") from None
         eos_id = tok.token_to_id(UMT5_EOS_TOKEN)
         if eos_id is None:
-            raise WeightsError(
-                f"{file} has no {UMT5_EOS_TOKEN} token", "use the umT5 tokenizer.json"
-            )
+            raise WeightsError(f"{file} has no {UMT5_EOS_TOKEN} token", "use the umT5 tokenizer.json")
         pad_id = tok.token_to_id(UMT5_PAD_TOKEN)
         if pad_id is not None and pad_id != PAD_ID:
             raise WeightsError(
@@ -152,9 +144,7 @@ class HFTokenizer:
             ) from None
         sp = sentencepiece.SentencePieceProcessor(model_file=str(file))
         if sp.pad_id() not in (-1, PAD_ID):
-            raise WeightsError(
-                f"{file} has pad id {sp.pad_id()}, expected 0", "use the umT5 spiece.model"
-            )
+            raise WeightsError(f"{file} has pad id {sp.pad_id()}, expected 0", "use the umT5 spiece.model")
 
         def encode(text: str) -> list[int]:
             return list(sp.encode(text))

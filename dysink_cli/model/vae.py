@@ -303,8 +303,7 @@ class WanVAE(nn.Module):
         scale, stride = self.cfg.spatial_stride, self.cfg.temporal_stride
         if c != 3 or t == 0 or h % scale or w % scale:
             raise ValueError(
-                f"video {tuple(video.shape)} is not [B, 3, T>=1, H, W] "
-                f"with H and W multiples of {scale}"
+                f"video {tuple(video.shape)} is not [B, 3, T>=1, H, W] with H and W multiples of {scale}"
             )
         dtype = self.conv1.weight.dtype
         x = video.to(dtype)

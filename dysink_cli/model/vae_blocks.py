@@ -182,9 +182,7 @@ class Resample(nn.Module):
                 nn.Conv2d(dim, dim // 2, 3, padding=1),
             )
         else:
-            self.resample = nn.Sequential(
-                nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(dim, dim, 3, stride=(2, 2))
-            )
+            self.resample = nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(dim, dim, 3, stride=(2, 2)))
         if mode == "upsample3d":
             self.time_conv = CausalConv3d(dim, dim * 2, (3, 1, 1), padding=(1, 0, 0))
         elif mode == "downsample3d":
@@ -194,9 +192,7 @@ class Resample(nn.Module):
         """The 2-D modes: [B, C, T, H, W] -> [B, C', T, H', W']."""
         return _per_frame(self.resample, x)
 
-    def upsample3d(
-        self, x: Tensor, prev: Slot, first_chunk_seen: bool
-    ) -> tuple[Tensor, Slot, bool]:
+    def upsample3d(self, x: Tensor, prev: Slot, first_chunk_seen: bool) -> tuple[Tensor, Slot, bool]:
         """Wan Resample 'upsample3d' -> (x [B, C/2, 2T, 2H, 2W], new slot, first_chunk_seen).
 
         First call: no time conv, 1 frame stays 1 (the reference's 'Rep' marker). Second call:

@@ -27,8 +27,16 @@ from dysink_cli.errors import OutputError, ResumeError
 
 FP8 = torch.float8_e4m3fn
 KV_FORMATS = ("same", "fp8")
-_ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
-              FP8: "F8_E4M3", torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8"}
+_ST_DTYPES = {
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float64: "F64",
+    FP8: "F8_E4M3",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.uint8: "U8",
+}
 _ST_SIZES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "F8_E4M3": 1, "I64": 8, "I32": 4, "U8": 1}
 ENTRY_GLOB = "entry_*.safetensors*"
 
@@ -126,10 +134,14 @@ def decode_kv(payload: Payload, device: torch.device, non_blocking: bool = False
 def output_error(err: OSError, what: str) -> OutputError:
     """OutputError for a failed write: disk full or anything else the OS refused."""
     if err.errno == errno.ENOSPC:
-        return OutputError(f"disk full while writing {what}",
-                           "free disk space or lower bank.disk_gb; the video written so far is kept")
-    return OutputError(f"cannot write {what}: {err.strerror or err}",
-                       "make the render's work folder writable or choose another output location")
+        return OutputError(
+            f"disk full while writing {what}",
+            "free disk space or lower bank.disk_gb; the video written so far is kept",
+        )
+    return OutputError(
+        f"cannot write {what}: {err.strerror or err}",
+        "make the render's work folder writable or choose another output location",
+    )
 
 
 def write_entry(path: Path, payload: Payload) -> None:
@@ -137,13 +149,17 @@ def write_entry(path: Path, payload: Payload) -> None:
     payload.wait()
     names = sorted(payload.tensors)
     tensors = [payload.tensors[n].contiguous() for n in names]
-    header: dict[str, Any] = {"__metadata__": {"format": payload.fmt,
-                                                "kv_dtype": str(payload.kv_dtype).removeprefix("torch.")}}
+    header: dict[str, Any] = {
+        "__metadata__": {"format": payload.fmt, "kv_dtype": str(payload.kv_dtype).removeprefix("torch.")}
+    }
     offset = 0
     for name, t in zip(names, tensors, strict=True):
         size = t.numel() * t.element_size()
-        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + size]}
+        header[name] = {
+            "dtype": _ST_DTYPES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)
@@ -161,8 +177,10 @@ def write_entry(path: Path, payload: Payload) -> None:
 
 def _corrupt(path: Path, err: Exception | str) -> ResumeError:
     detail = (str(err).splitlines() or ["unreadable"])[0]
-    return ResumeError(f"memory-bank entry {path.name} is corrupt or missing: {detail}",
-                       f"start the render again without resuming, or delete {path.parent}")
+    return ResumeError(
+        f"memory-bank entry {path.name} is corrupt or missing: {detail}",
+        f"start the render again without resuming, or delete {path.parent}",
+    )
 
 
 def read_entry(path: Path, nbytes: int | None = None, pin: bool = False) -> Payload:
