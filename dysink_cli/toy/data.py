@@ -24,6 +24,7 @@ PREROLL_FRAMES = 9  # 1 + 2 * 4 frames encoded before a clip that does not start
 PREROLL_LATENTS = 3
 WORLD_SPAN_PX = 20000.0
 REVISIT_PROBABILITY = 0.6
+OPENING_PROBABILITY = 0.25
 
 
 def random_world(rng: random.Random) -> World:
@@ -88,6 +89,10 @@ class Layout:
 
 
 def sample_layout(rng: random.Random) -> Layout:
+    """A teacher-forcing batch's layout; OPENING_PROBABILITY of them are openings (only the prompt
+    says what to draw there, and ~15 % of the other layouts begin at frame 0 as well)."""
+    if rng.random() < OPENING_PROBABILITY:
+        return opening_layout(rng)
     window = rng.choices((1, 2, 3), weights=(0.15, 0.7, 0.15))[0]
     far = rng.choices(("none", "memory", "sink"), weights=(0.3, 0.55, 0.15))[0]
     far_blocks = {"none": 0, "memory": rng.choice((1, 2, 2)), "sink": 1}[far]

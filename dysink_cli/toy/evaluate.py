@@ -47,7 +47,8 @@ def render_prompt(nets, prompt: str, blocks: int, seed: int) -> tuple[Tensor, di
     """Frames (T, 3, H, W) in [0, 1] of a DySink render of `prompt`, and its decision stats."""
     dit, vae, t5, tokenizer, pe = nets
     ids, mask = tokenizer([prompt])
-    text_kv = dit.encode_text(t5.encode(ids, mask))
+    device = next(dit.parameters()).device
+    text_kv = dit.encode_text(t5.encode(ids.to(device), mask.to(device)))
     spec = LoopSpec(policy="dysink", window_frames=9, capacity_frames=15, query_blocks=3)
     gen = BlockGenerator(dit, spec, SeededNoise(seed), LATENT_HW)
     gen.set_prompt(text_kv)
@@ -55,7 +56,7 @@ def render_prompt(nets, prompt: str, blocks: int, seed: int) -> tuple[Tensor, di
     for _ in range(blocks):
         out = gen.next_block()
         decoded, state = vae.decode_chunk(out.latents, state)
-        frames.append(decoded[0])
+        frames.append(decoded[0].float().cpu())
         gen.finish_block(describe_block(out.latents, vae, pe))
         for rec in out.record.get("gate", []):
             retrieved += len(rec["entries"])
@@ -126,10 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--strip", type=Path, help="write the README's strip of frames and stop")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="where the toy renders (scores are on the CPU)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    nets = load_toy_networks("cpu", torch.float32, args.weights)
+    nets = load_toy_networks(args.device, torch.float32, args.weights)
     if args.strip:
         write_strip(nets, args.strip, args.seconds)
         return 0

@@ -1,7 +1,7 @@
 """Training profiles: sizes, batches, stage budgets and learning rates (toy/trainer.py runs them).
 
-"toy" is the shipped model's schedule on the GPU (bf16 autocast, about 15 minutes in all; `--budget-minutes`
-rescales it), "cpu" the same model on a laptop, "micro" and "smoke" the sizes of tests.
+"toy" is the shipped model's schedule on the GPU (bf16 autocast, about 30 minutes in all; `--budget-minutes`
+sets the sum of the minute budgets), "cpu" the same model on a laptop, "micro" and "smoke" the sizes of tests.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import torch
 from dysink_cli.model.config import DiTConfig, PECoreConfig, T5Config, VAEConfig
 from dysink_cli.toy.models import TEXT_LEN, TOY, ToyConfigs
 
-STAGES = ("vae", "pe", "dit", "sf", "text")
-TEXT_STEPS = 420  # the "text" stage: openings of videos, where only the prompt tells the theme
+STAGES = ("vae", "pe", "words", "dit", "sf", "text")
+TEXT_STEPS = 720  # the "text" stage: openings of videos, where only the prompt tells the theme
+WORDS_STEPS = 2500  # the "words" stage: ~900 steps to learn the theme words, then a margin
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Profile:
     moments_dtype: torch.dtype = torch.bfloat16
     dit_reuse: int = 1  # optimiser steps per rendered and encoded DiT batch (fresh noise each)
     text_batch: tuple[int, int] = (8, 2)  # worlds, samples per world of the "text" stage
+    words_batch: int = 512  # captions per step of the "words" stage (umT5 and the probe alone)
     text_encoder_lr_scale: float = 10.0  # "text" stage: umT5 and the probe learn words from bytes slowly
     text_reuse: int = 4  # its steps per drawn batch (openings are cheap to train, dear to draw)
     autocast: bool = True  # bf16 autocast on CUDA (weights and optimiser stay float32)
@@ -41,9 +43,12 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "toy": Profile(
         TOY, (12, 4, 3), (16, 8), (16, 8),
-        {"vae": (6.3, 0), "pe": (1.0, 0), "dit": (4.8, 0), "sf": (2.6, 0), "text": (0, TEXT_STEPS)},
-        {"vae": 1e-3, "pe": 5e-4, "dit": 4e-4, "sf": 1.5e-4, "text": 3e-4},
-        dit_reuse=2,
+        {
+            "vae": (6.3, 0), "pe": (1.0, 0), "words": (0, WORDS_STEPS), "dit": (13.0, 0), "sf": (5.5, 0),
+            "text": (0, TEXT_STEPS),
+        },
+        {"vae": 1e-3, "pe": 5e-4, "words": 3e-3, "dit": 4e-4, "sf": 1.5e-4, "text": 3e-4},
+        dit_reuse=3, text_batch=(16, 8),
     ),
     "micro": Profile(
         ToyConfigs(
@@ -59,20 +64,23 @@ PROFILES: dict[str, Profile] = {
             ),
         ),
         (1, 2, 2), (2, 2), (2, 1),
-        {"vae": (0, 2), "pe": (0, 2), "dit": (0, 3), "sf": (0, 3), "text": (0, 2)},
-        {"vae": 1e-3, "pe": 1e-3, "dit": 1e-3, "sf": 1e-3, "text": 1e-3},
-        frame_size=(32, 32), warmup=1, log_every=1, moments_dtype=torch.float32, dit_reuse=2,
+        {"vae": (0, 2), "pe": (0, 2), "words": (0, 2), "dit": (0, 3), "sf": (0, 3), "text": (0, 2)},
+        {"vae": 1e-3, "pe": 1e-3, "words": 1e-3, "dit": 1e-3, "sf": 1e-3, "text": 1e-3},
+        frame_size=(32, 32), warmup=1, log_every=1, moments_dtype=torch.float32, dit_reuse=2, words_batch=4,
     ),
     "cpu": Profile(  # the toy on a laptop CPU: smaller batches, longer budgets
         TOY, (2, 2, 5), (4, 4), (4, 2),
-        {"vae": (8.0, 0), "pe": (2.0, 0), "dit": (25.0, 0), "sf": (10.0, 0), "text": (0, TEXT_STEPS)},
-        {"vae": 6e-4, "pe": 5e-4, "dit": 4e-4, "sf": 1.5e-4, "text": 3e-4},
-        warmup=50, log_every=10,
+        {
+            "vae": (8.0, 0), "pe": (2.0, 0), "words": (0, WORDS_STEPS), "dit": (25.0, 0), "sf": (10.0, 0),
+            "text": (0, TEXT_STEPS),
+        },
+        {"vae": 6e-4, "pe": 5e-4, "words": 3e-3, "dit": 4e-4, "sf": 1.5e-4, "text": 3e-4},
+        warmup=50, log_every=10, words_batch=64,
     ),
     "smoke": Profile(
         TOY, (1, 1, 2), (2, 2), (2, 1),
-        {"vae": (0, 1), "pe": (0, 1), "dit": (0, 2), "sf": (0, 3), "text": (0, 1)},
-        {"vae": 1e-4, "pe": 1e-4, "dit": 1e-4, "sf": 1e-4, "text": 1e-4},
-        warmup=1, log_every=1,
+        {"vae": (0, 1), "pe": (0, 1), "words": (0, 1), "dit": (0, 2), "sf": (0, 3), "text": (0, 1)},
+        {"vae": 1e-4, "pe": 1e-4, "words": 1e-4, "dit": 1e-4, "sf": 1e-4, "text": 1e-4},
+        warmup=1, log_every=1, words_batch=8,
     ),
 }  # fmt: skip

@@ -3,17 +3,24 @@
 The toy's umT5 starts from random weights and sees bytes, so the DiT's cross-attention has to find
 a theme word in 128 near-identical byte embeddings; with nothing else to go by (the first block of a
 video) it drew every prompt as the average theme. The probe is a linear layer on the masked mean of
-the encoder's tokens whose cross-entropy ("text" stage) makes the encoder carry the theme and the
-camera word in every prompt's embedding. It never ships: the exported weights are the four networks.
+the encoder's tokens whose cross-entropy makes the encoder carry the theme and the camera word in
+every token. The "words" stage trains the encoder and the probe alone on captions (`words_step`:
+learning ~90 theme words from bytes takes ~900 steps at lr 3e-3, then jumps from ~70 % to ~98 %);
+the DiT stages keep the probe's loss at PROBE_WEIGHT. It never ships: the exported weights are the
+four networks.
 """
 
 from __future__ import annotations
+
+import random
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dysink_cli.toy.captions import parse_prompt
+from dysink_cli.model.t5 import UMT5Encoder
+from dysink_cli.model.tokenizer import ByteTokenizer
+from dysink_cli.toy.captions import parse_prompt, random_caption
 from dysink_cli.toy.world import MOTIONS, THEMES
 
 PROBE_WEIGHT = 0.1  # against a flow MSE near 0.5
@@ -48,3 +55,27 @@ class PromptProbe(nn.Module):
             "probe_motion": (motion_logits.argmax(1) == motions).float().mean().item(),
         }
         return loss, accuracy
+
+
+def random_captions(rng: random.Random, count: int) -> list[str]:
+    """`count` captions of random themes and motions (captions.random_caption)."""
+    return [random_caption(rng, rng.choice(THEMES), rng.choice(MOTIONS)) for _ in range(count)]
+
+
+def words_step(
+    t5: UMT5Encoder, probe: PromptProbe, tokenizer: ByteTokenizer, opt: torch.optim.Optimizer,
+    rng: random.Random, batch: int, device: torch.device,
+) -> dict[str, float]:  # fmt: skip
+    """One step of the "words" stage: the text encoder and the probe on `batch` fresh captions.
+
+    Tokens past the longest caption are cut (masked keys change nothing at the kept positions).
+    """
+    captions = random_captions(rng, batch)
+    ids, mask = tokenizer(captions)
+    length = int(mask.sum(1).max())
+    ids, mask = ids[:, :length].to(device), mask[:, :length].to(device)
+    loss, accuracy = probe.loss(t5.encode(ids, mask), mask, captions)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return {"loss": loss.item(), **accuracy}

@@ -1,6 +1,6 @@
 """Trainer: owns the four networks, the stage's optimiser, the RNGs and the counters.
 
-Stages run in order (vae, pe, dit, sf), each until its budget (minutes and/or steps) is spent,
+Stages run in order (vae, pe, words, dit, sf, text), each until its budget (minutes and/or steps) is spent,
 across as many runs as it takes: state() / load() round-trip everything, so a resumed run
 continues bit-exactly. Losses go to losses.jsonl (one line per logged step) and a short line to
 the `log` callback.
@@ -28,7 +28,7 @@ from dysink_cli.toy import checkpoint as ckpt
 from dysink_cli.toy.data import dit_batch, opening_layout, sample_layout
 from dysink_cli.toy.models import new_toy_networks, with_latent_stats
 from dysink_cli.toy.profiles import STAGES, Profile
-from dysink_cli.toy.prompt_probe import PROBE_WEIGHT, PromptProbe
+from dysink_cli.toy.prompt_probe import PROBE_WEIGHT, PromptProbe, words_step
 from dysink_cli.toy.train_dit import (
     Blocks,
     DrawnBatch,
@@ -55,7 +55,7 @@ class Trainer:
         self.nets = new_toy_networks(profile.configs)
         for module in self.nets.modules().values():
             module.to(device)
-        self.probe = PromptProbe(profile.configs.t5.dim).to(device)  # "text" stage only
+        self.probe = PromptProbe(profile.configs.t5.dim).to(device)  # training only, never exported
         self.tokenizer = ByteTokenizer(profile.configs.t5.vocab_size, profile.configs.t5.text_len)
         self.freqs = wan_frequencies(profile.configs.dit.head_dim, profile.configs.dit.rope_theta)
         self.schedule = Schedule.shipped()
@@ -84,8 +84,9 @@ class Trainer:
         return {
             "vae": [n.vae],
             "pe": [n.pe],
-            "dit": [n.dit, n.t5],
-            "sf": [n.dit, n.t5],
+            "words": [n.t5, self.probe],
+            "dit": [n.dit, n.t5, self.probe],
+            "sf": [n.dit, n.t5, self.probe],
             "text": [n.dit, n.t5, self.probe],
         }[stage]
 
@@ -205,11 +206,10 @@ class Trainer:
             loss, parts = own_chain_loss(dit, blocks, self.freqs, self.schedule, self.generator, self.rng)
         else:
             loss, parts = teacher_forcing_loss(dit, blocks, self.freqs, self.schedule, self.generator)
-        if stage == "text":
-            assert self.batch is not None
-            probe_loss, accuracy = self.probe.loss(*self.last_text, self.batch.captions)
-            loss = loss + PROBE_WEIGHT * probe_loss
-            parts = {**parts, **accuracy}
+        assert self.batch is not None  # the probe keeps the encoder's words (the "words" stage)
+        probe_loss, accuracy = self.probe.loss(*self.last_text, self.batch.captions)
+        loss = loss + PROBE_WEIGHT * probe_loss
+        parts = {**parts, **accuracy}
         opt = self.optimizer(stage)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -234,6 +234,8 @@ class Trainer:
             return vae_step(nets.vae, opt, *draw, p.vae_batch, self.device, p.frame_size)
         if stage == "pe":
             return pe_step(nets.pe, nets.vae, opt, *draw, p.pe_batch, self.device, p.frame_size)
+        if stage == "words":
+            return words_step(nets.t5, self.probe, self.tokenizer, opt, self.rng, p.words_batch, self.device)
         return self.dit_step(stage)
 
     def set_lr(self, stage: str) -> None:
