@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from dysink_cli.benchmarks.revisit import POLICIES, toy_configs_for
-from dysink_cli.benchmarks.revisit_scenarios import FPS, scenarios
+from dysink_cli.benchmarks.revisit import POLICIES, RevisitBench, RevisitRequest, toy_configs_for
+from dysink_cli.benchmarks.revisit_scenarios import FPS, block_start_frame, scenarios
 from dysink_cli.benchmarks.revisit_score import GroundTruth, score, ssim, to_unit
 from dysink_cli.cli.app import app
 from dysink_cli.config import resolve_config
@@ -55,11 +55,15 @@ def test_the_cli_runs_every_policy_on_every_scenario(micro_weights: Path, tmp_pa
     assert "start: return to the start: out for 0.75 s" in result.stdout and "control PSNR" in result.stdout
     data = json.loads(out.read_text())
     assert [s["name"] for s in data["scenarios"]] == ["start", "middle", "long"]
-    assert set(data["policies"]) == set(POLICIES) and "oracle" in data["absent"]
+    assert set(data["policies"]) == set(POLICIES) and "absent" not in data
+    oracle = {"preset": "dysink", "set": [], "descriptors": "true camera position"}
+    assert data["policies"]["oracle"] == oracle
     for s in data["scenarios"]:
         places = [r["place"] for r in s["returns"]]
         assert places == {"start": ["P0"] * 3, "middle": ["P1", "P0"], "long": ["P0"]}[s["name"]]
         assert set(s["curves"]["psnr"]) == set(POLICIES)
+        assert set(s["retrieval"]) == {"dysink", "dysink-relative", "oracle"}
+        assert s["retrieval"]["oracle"]["precision"] == 1.0  # it picks what it would pick
         for row in s["returns"] + s["controls"]:
             assert set(row["scores"]) == set(POLICIES)
             for sc in row["scores"].values():
@@ -69,6 +73,28 @@ def test_the_cli_runs_every_policy_on_every_scenario(micro_weights: Path, tmp_pa
                 if row in s["returns"]:
                     assert math.isfinite(sc["free"]["psnr"]) and math.isfinite(sc["free"]["control_psnr"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_oracle_retrieves_by_camera_position(micro_weights: Path) -> None:
+    """At a return the oracle retrieves the first visit's block (and retrieves by the current block's
+    position: with the recent blocks' positions it would pick the approach to P0, not P0)."""
+    size = ("output.width=32", "output.height=32")
+    request = RevisitRequest(
+        small=True, weights_file=micro_weights, policies=("oracle",), scenarios=("middle",), device="cpu",
+        overrides=size,
+    )  # fmt: skip
+    bench = RevisitBench(request)
+    assert bench.networks("oracle").pe is None  # PE-Core is never asked
+    (sr,) = bench.run().scenarios
+    s, retrieved = sr.scenario, sr.retrieved["oracle"]
+    block_of = {block_start_frame(b): b for b in range(s.blocks)}
+    first_visit = {v.place: block_of[v.first_frame] for v in s.visits() if not v.repeat}
+    returns = [(block_of[v.first_frame], first_visit[v.place]) for v in s.visits() if v.repeat]
+    assert returns == [(6, 2), (8, 0)]  # P1, then P0
+    for block, first in returns:
+        assert first in retrieved[block], (block, retrieved)
+    assert sr.precision["oracle"] == 1.0
+    assert sr.to_json()["retrieval"]["oracle"]["retrieved_blocks"]["8"] == retrieved[8]
 
 
 def test_the_command_starts_without_torch(tmp_path: Path) -> None:

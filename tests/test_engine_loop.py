@@ -94,6 +94,21 @@ def test_retrieval_only_after_the_first_store_and_the_descriptor_is_required() -
     assert all(m == 0 for m in memory_calls[per_block - 1 :: per_block])  # never in the clean pass
 
 
+def test_a_query_handed_in_decides_retrieval_instead_of_the_recent_blocks() -> None:
+    spec = LoopSpec(policy="dysink", window_frames=3, capacity_frames=6, top_k=1, dedup_threshold=0.5)
+    gen, _ = generator(spec)
+    onehot = torch.eye(8)
+    for b in range(4):  # blocks 0-3 stored under orthogonal descriptors
+        gen.next_block()
+        gen.finish_block(onehot[b])
+    for b, wanted in ((4, 2), (5, 1)):  # the recent blocks' descriptors score every candidate 0
+        out = gen.next_block(query=onehot[wanted])
+        gen.finish_block(onehot[b])
+        retrieval = out.record["retrieval"]
+        assert retrieval["retrieved_blocks_by_score"] == [wanted] and retrieval["num_query_descriptors"] == 1
+        assert retrieval["retrievable_frames"] == list(range(0, 3 * (b - 1), 3))  # the last block is excluded
+
+
 def test_state_round_trip_continues_bit_exactly() -> None:
     spec = LoopSpec(policy="static-sink", window_frames=6, sink_frames=3, capacity_frames=6)
     straight = run(generator(spec)[0], 6)

@@ -6,9 +6,9 @@ renders the rest with the toy model, frames kept in memory by a CaptureSink; (4)
 frames are scored against the truth of that camera position (revisit_score.py, one shift of +-4 px),
 beside controls: the same frames against far, never-visited places of the map (`control_*`, their
 mean) and the first block on new ground (the no-memory level); (5) the free-running render (no start
-frames) scores its returns against its own first visit. The `oracle` (retrieval by true camera
-position) is not built yet: the JSON lists it under "absent" with the reason. Returns dataclasses,
-never prints.
+frames) scores its returns against its own first visit. The `oracle` is the dysink preset retrieving
+and storing by the true camera position (revisit_oracle.py); each DySink-style policy's retrievals
+are checked against the oracle's picks from the same candidates. Returns dataclasses, never prints.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 from safetensors import safe_open
 from torch import Tensor
 
+from dysink_cli.benchmarks import revisit_oracle as oracle
 from dysink_cli.benchmarks.results import commit_id
 from dysink_cli.benchmarks.revisit_scenarios import FPS, LATENTS_PER_BLOCK, Scenario, scenarios
 from dysink_cli.benchmarks.revisit_score import MAX_SHIFT_PX, GroundTruth, Row, frame_psnr, to_unit
@@ -37,6 +38,7 @@ from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.pe_core import PECoreVision
 from dysink_cli.model.t5 import UMT5Encoder
 from dysink_cli.model.vae import WanVAE
+from dysink_cli.render.events import BlockDone, Event
 from dysink_cli.render.job import RenderJob, StartFrames
 from dysink_cli.render.networks import Networks
 from dysink_cli.render.session import DTYPES, render, resolve_device
@@ -49,9 +51,10 @@ POLICIES: dict[str, tuple[str, tuple[str, ...]]] = {  # name -> (preset, extra -
     "dysink-relative": ("dysink", ('rope.mode="relative"',)),
     "rolling-sink": ("rolling-sink", ()),
     "lol": ("lol", ()),
+    "oracle": ("dysink", ()),  # descriptors from the true camera position, not PE-Core
 }
+ORACLE = "oracle"
 TOY_OUTPUT = ('model.name="toy"', "output.width=128", "output.height=96", f"output.fps={FPS}")
-ABSENT = {"oracle": "retrieval by true camera position is not built yet (issue 14, item 3)"}
 
 
 @dataclass(frozen=True)
@@ -72,15 +75,23 @@ class ScenarioResult:
     scenario: Scenario
     rows: list[Row]
     curves: dict[str, list[float]] = field(default_factory=dict)  # PSNR of each generated frame
+    # DySink-style policies: share of retrieved blocks the oracle would pick; block -> retrieved blocks
+    precision: dict[str, float | None] = field(default_factory=dict)
+    retrieved: dict[str, dict[int, list[int]]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         s = self.scenario
+        retrieval = {
+            p: {"precision": self.precision[p], "retrieved_blocks": {str(b): r for b, r in got.items()}}
+            for p, got in self.retrieved.items()
+        }
         return {
             "name": s.name, "description": s.description, "theme": s.theme, "map_seed": s.seed,
             "seconds": s.frames / FPS, "context_frames": s.context_frames,
             "returns": [r.to_json() for r in self.rows if r.kind == "return"],
             "controls": [{"kind": r.kind, **r.to_json()} for r in self.rows if r.kind != "return"],
             "curves": {"first_frame": s.context_frames, "fps": FPS, "psnr": self.curves},
+            "retrieval": retrieval,
         }  # fmt: skip
 
 
@@ -98,10 +109,15 @@ class RevisitResult:
         return {
             "commit": commit_id(), "device": self.device, "weights": self.weights, "small": self.small,
             "seed": self.seed, "wall_s": round(self.wall_s, 2), "max_shift_px": MAX_SHIFT_PX,
-            "policies": {n: {"preset": POLICIES[n][0], "set": list(POLICIES[n][1])} for n in self.policies},
-            "absent": ABSENT,
+            "policies": {n: policy_json(n) for n in self.policies},
             "scenarios": [s.to_json() for s in self.scenarios],
         }  # fmt: skip
+
+
+def policy_json(name: str) -> dict[str, Any]:
+    preset, extra = POLICIES[name]
+    note = {"descriptors": "true camera position"} if name == ORACLE else {}
+    return {"preset": preset, "set": list(extra), **note}
 
 
 def toy_configs_for(path: Path) -> tuple[str, ToyConfigs]:
@@ -206,15 +222,22 @@ class RevisitBench:
             out[prompt] = self.t5.encode(ids.to(self.device), mask.to(self.device)).float().cpu()
         return out
 
-    def networks(self, cfg: RenderConfig) -> Networks:
-        pe = self.pe if cfg.engine.policy == "dysink" else None
+    def networks(self, policy: str) -> Networks:
+        pe = self.pe if self.configs[policy].engine.policy == "dysink" and policy != ORACLE else None
         return Networks(self.dit, self.vae, pe, self.description)
 
     def render(
         self, scenario: Scenario, policy: str, start: Path | None, embeds: dict[str, Tensor]
-    ) -> Tensor:
-        """uint8 (T, H, W, 3) frames of one render: after the start frames, or all of them (free)."""
-        cfg = self.configs[policy]
+    ) -> tuple[Tensor, list[dict[str, Any]]]:
+        """uint8 (T, H, W, 3) frames of one render (after the start frames, or all of them: free)
+        and its per-block stats (BlockDone)."""
+        cfg, stats = self.configs[policy], []
+        describe = oracle.oracle_descriptors(scenario, self.size) if policy == ORACLE else None
+
+        def on_event(event: Event) -> None:
+            if isinstance(event, BlockDone):
+                stats.append(event.stats)
+
         first = scenario.context_blocks if start is not None else 0
         captured: list[np.ndarray] = []
         with tempfile.TemporaryDirectory(prefix="dysink-revisit-") as tmp:
@@ -225,10 +248,11 @@ class RevisitBench:
             )  # fmt: skip
             assert job.plan.blocks == scenario.blocks - first, (job.plan.blocks, scenario.blocks, first)
             sink = partial(CaptureSink, into=captured)
-            render(job, lambda _: None, networks=self.networks(cfg), embeds=embeds, sink_factory=sink)
+            render(job, on_event, networks=self.networks(policy), embeds=embeds, sink_factory=sink,
+                   block_descriptor=describe)  # fmt: skip
         frames = torch.from_numpy(np.concatenate(captured))
         assert frames.shape[0] == scenario.frames - (scenario.context_frames if start else 0), frames.shape
-        return frames
+        return frames, stats
 
     def run(self) -> RevisitResult:
         started = time.perf_counter()
@@ -252,11 +276,20 @@ class RevisitBench:
             for policy in self.configs:
                 # 3. the renders: from the ground truth, and free-running
                 self.progress(f"{scenario.name}: {policy} ({scenario.blocks} blocks, twice)")
-                given = to_unit(self.render(scenario, policy, context, embeds))
-                free = to_unit(self.render(scenario, policy, None, embeds))
+                given_uint8, stats = self.render(scenario, policy, context, embeds)
+                given, free = to_unit(given_uint8), to_unit(self.render(scenario, policy, None, embeds)[0])
+                self.check_retrieval(result, policy, stats)
                 # 4.-5. the scores
                 curve = frame_psnr(given, truth.canvas[scenario.context_frames :])
                 result.curves[policy] = [round(float(p), 2) for p in curve]
                 for row in result.rows:
                     row.scores[policy] = truth.scores(given, free, row)
         return result
+
+    def check_retrieval(self, result: ScenarioResult, policy: str, stats: list[dict[str, Any]]) -> None:
+        """A DySink-style render's retrieved blocks, and the share the oracle would pick too."""
+        cfg = self.configs[policy]
+        if cfg.engine.policy == "dysink":
+            result.retrieved[policy] = oracle.retrieved_blocks(stats)
+            where = oracle.block_positions(result.scenario)
+            result.precision[policy] = oracle.retrieval_precision(stats, where, cfg.dysink.top_k, self.size)

@@ -205,6 +205,7 @@ class SpeedBench:
             warmup_blocks_s=records[warmup - 1]["since_loaded_s"] if warmup else 0.0,
             encode_fps=encode,
             floor=floor,
+            fp8=cfg.model.fp8,
         )
 
     def _floor(self, case: SpeedCase, nets: Networks) -> Floor:

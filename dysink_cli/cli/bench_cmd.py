@@ -196,7 +196,9 @@ REVISIT_NOTES = [
     "(control) rows: the first block on new ground, which no policy can remember: the no-memory level",
     "free: a render without the ground-truth start, its return frames against its own first visit (free "
     "control: against its own frames of new ground)",
-    "oracle (retrieval by true camera position): not built yet",
+    "oracle: the dysink preset retrieving and storing blocks by their true camera position (the "
+    "ceiling of retrieval); retrieval precision: the share of a policy's retrieved blocks that the "
+    "oracle would pick from the same candidates (the render from the ground-truth start)",
 ]
 PolicyOpt = Annotated[
     list[str] | None, typer.Option("--policy", help="Policy to run (repeatable; default all).")
@@ -239,6 +241,9 @@ def revisit_command(
         result = bench.run()
         for scenario in result.scenarios:
             out.print(revisit_table(scenario))
+            shares = [f"{p} {'-' if v is None else f'{v:.2f}'}" for p, v in scenario.precision.items()]
+            if shares:
+                out.print(escape(f"retrieval precision vs the oracle: {', '.join(shares)}"))
         for line in REVISIT_NOTES:
             out.print(f"[dim]{escape(line)}[/]")
         out.print(f"[dim]{escape(result.weights)}; {result.device}; {result.wall_s:.0f} s[/]")

@@ -71,6 +71,7 @@ class ModelSection:
     overlap_decode: bool = False  # CUDA: decode block n on a side stream beside block n+1 (no gain measured)
     pe_core: str = "PE-Core-S16-384"
     decoder: str = "wan"  # output frames: "wan" (the Wan VAE) | "taehv" (TAEHV tiny decoder, weights folder)
+    fp8: bool = False  # the DiT blocks' linears in FP8 e4m3 (row-wise scales; torch._scaled_mm on CUDA)
 
     def __post_init__(self) -> None:
         _choice("model.name", self.name, MODEL_NAMES)

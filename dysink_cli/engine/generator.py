@@ -162,9 +162,10 @@ class BlockGenerator:
             raise AssertionError("finish_block(descriptor) before the next call into the generator")
 
     @torch.no_grad()
-    def next_block(self) -> BlockOutput:
+    def next_block(self, query: Tensor | None = None) -> BlockOutput:
         """Generate the next block (numbered steps as in the module docstring). With DySink the
-        block's store waits for finish_block(descriptor), so its frames can be handed on first."""
+        block's store waits for finish_block(descriptor), so its frames can be handed on first.
+        `query` (D,): retrieve with this descriptor instead of the recent blocks' (an oracle's)."""
         self._check_finished()
         s, b = self.spec, self.block
         f0 = b * s.frames_per_block
@@ -182,7 +183,7 @@ class BlockGenerator:
                 self.memory.block_id(f) for f in self.memory.bank.frame_indices
             ]
             with self.timer.stage("retrieve"):
-                memory, record["retrieval"] = self.memory.retrieve(f0, window, self.device, self.dtype)
+                memory, record["retrieval"] = self.memory.retrieve(f0, window, self.device, self.dtype, query)
         if memory and s.rope_mode == "relative":
             memory = self._clamp_memory(
                 memory, record["retrieval"]["retrieved_frames"], f0, record["retrieval"]

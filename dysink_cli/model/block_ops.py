@@ -22,9 +22,10 @@ from torch import Tensor
 
 from dysink_cli.model.attention import merge_pieces
 from dysink_cli.model.compiling import compiled
+from dysink_cli.model.fp8 import linear
 from dysink_cli.model.rope import rotate_pairs
 
-Linear = tuple[Tensor, Tensor]  # (weight, bias)
+Linear = tuple[Tensor, ...]  # (weight, bias), or (weight_fp8, weight_scale, bias): model/fp8.py
 
 
 def norm_modulate(x: Tensor, shift: Tensor, scale: Tensor, frames: int, eps: float) -> Tensor:
@@ -60,9 +61,9 @@ def attn_in(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Self-attention inputs: (q, k, k_raw, v), each (B, L, H, D); q and k roped, k_raw not."""
     h = norm_modulate(x, shift, scale, frames, eps)
-    q_heads = rms_norm(F.linear(h, *q), norms[0], qk_eps).unflatten(-1, (heads, -1))
-    k_raw = rms_norm(F.linear(h, *k), norms[1], qk_eps).unflatten(-1, (heads, -1))
-    values = F.linear(h, *v).unflatten(-1, (heads, -1))
+    q_heads = rms_norm(linear(h, q), norms[0], qk_eps).unflatten(-1, (heads, -1))
+    k_raw = rms_norm(linear(h, k), norms[1], qk_eps).unflatten(-1, (heads, -1))
+    values = linear(h, v).unflatten(-1, (heads, -1))
     return rotate_pairs(q_heads, cos, sin), rotate_pairs(k_raw, cos, sin), k_raw, values
 
 
@@ -80,9 +81,9 @@ def attn_out(
     heads: int,
 ) -> tuple[Tensor, Tensor]:
     """Self-attention output (B, L, H, D) into the residual; returns (x, cross-attention query)."""
-    x = gated_residual(x, F.linear(attn.flatten(2), *o), gate, frames)
+    x = gated_residual(x, linear(attn.flatten(2), o), gate, frames)
     h = x if cross_norm is None else F.layer_norm(x, (x.shape[-1],), *cross_norm, eps=eps)
-    return x, rms_norm(F.linear(h, *cross_q), cross_q_norm, qk_eps).unflatten(-1, (heads, -1))
+    return x, rms_norm(linear(h, cross_q), cross_q_norm, qk_eps).unflatten(-1, (heads, -1))
 
 
 def ffn_out(
@@ -98,9 +99,9 @@ def ffn_out(
     eps: float,
 ) -> Tensor:
     """Cross-attention output (B, L, H, D) into the residual, then the modulated FFN."""
-    x = x + F.linear(cross.flatten(2), *o)
-    h = F.gelu(F.linear(norm_modulate(x, shift, scale, frames, eps), *fc1), approximate="tanh")
-    return gated_residual(x, F.linear(h, *fc2), gate, frames)
+    x = x + linear(cross.flatten(2), o)
+    h = F.gelu(linear(norm_modulate(x, shift, scale, frames, eps), fc1), approximate="tanh")
+    return gated_residual(x, linear(h, fc2), gate, frames)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from dysink_cli.model.attention import attention, attention_lse
 from dysink_cli.model.block_ops import EAGER, BlockOps, compiled_ops
 from dysink_cli.model.config import DiTConfig
+from dysink_cli.model.fp8 import linear_params
 from dysink_cli.model.gate import entry_ratios, gate_keep, head_affinity
 from dysink_cli.model.rope import Rope, RopeTable, layer_table
 
@@ -217,8 +218,8 @@ class Block(nn.Module):
         return keep
 
 
-def _linear(module: nn.Module) -> tuple[Tensor, Tensor]:
-    return module.weight, module.bias
+def _linear(module: nn.Module) -> tuple[Tensor, ...]:
+    return linear_params(module)  # e4m3 weights and scales once use_fp8() ran
 
 
 class Head(nn.Module):

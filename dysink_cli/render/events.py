@@ -46,7 +46,7 @@ class BlockDone:
     `time_s`, `frames_written`, `bank_size`, `retrieved_frames`, `gate_closures`, `gpu_mem_gb`,
     `rss_gb`, `fps`, `ms` (dict of per-stage milliseconds), `since_loaded_s`, on a run's first
     block `first_frame_s` (block loop start to its first frames reaching the encoder), plus
-    policy-specific extras.
+    policy-specific extras (DySink: `retrievable_frames`, the bank entries retrieval chose from).
     """
 
     block: int

@@ -45,6 +45,7 @@ def block_record(
     elapsed = time.perf_counter() - started
     retrieval = record.get("retrieval") or {}
     closures = sum(e["gated_off"] for g in record.get("gate", []) for e in g["entries"])
+    extras = {k: retrieval[k] for k in ("retrievable_frames",) if k in retrieval}  # DySink
     return {
         "block": record["block"],
         "start_frame": record["start_frame"],
@@ -60,4 +61,5 @@ def block_record(
         "rss_gb": probe.rss_gb(),
         "fps": frames_written / elapsed if elapsed > 0 else 0.0,
         "ms": {k: round(v, 2) for k, v in ms.items()},
+        **extras,
     }

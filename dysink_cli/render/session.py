@@ -22,6 +22,7 @@ from dysink_cli.engine.timing import StageTimer
 from dysink_cli.errors import GpuError
 from dysink_cli.io.ffmpeg import FfmpegSink, ffmpeg_exe
 from dysink_cli.io.handoff import FrameHandoff
+from dysink_cli.model.fp8 import use_fp8
 from dysink_cli.render.assemble import build_generator, warm_up
 from dysink_cli.render.decode import StreamingDecoder
 from dysink_cli.render.events import BlockDone, Event, Finished, Note, PromptSwitch, RenderStarted
@@ -33,6 +34,7 @@ from dysink_cli.render.start import load_start
 from dysink_cli.render.workdir import WorkDir, checkpoint_due, job_fingerprint
 
 EventSink = Callable[[Event], None]
+BlockDescriptor = Callable[[int], Tensor]
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
@@ -53,13 +55,16 @@ def render(
     networks: Networks | None = None,
     embeds: dict[str, Tensor] | None = None,
     sink_factory: Callable[..., Any] = FfmpegSink,
+    block_descriptor: BlockDescriptor | None = None,
 ) -> RenderStats:
     """Render (or continue) one video. Raises DysinkError subclasses on user errors.
 
     `networks`, `embeds` and `sink_factory` replace the loaded networks, the text encoder's output
     and ffmpeg (the GPU benchmark injects random full-size weights and a NullSink).
+    `block_descriptor` (block index -> DySink descriptor (D,)) replaces PE-Core's descriptors: block
+    i retrieves with it and is stored under it (the revisit benchmark's oracle, by camera position).
     """
-    session = RenderSession(job, on_event, sink_factory)
+    session = RenderSession(job, on_event, sink_factory, block_descriptor)
     try:
         session.prepare(networks, embeds)
         return session.run()
@@ -70,8 +75,15 @@ def render(
 class RenderSession:
     """One video's render: the generator, the decoder, the sink, the work folder and checkpoints."""
 
-    def __init__(self, job: RenderJob, on_event: EventSink, sink_factory: Callable[..., Any]) -> None:
+    def __init__(
+        self,
+        job: RenderJob,
+        on_event: EventSink,
+        sink_factory: Callable[..., Any],
+        block_descriptor: BlockDescriptor | None = None,  # None: PE-Core describes the blocks
+    ) -> None:
         self.job, self.emit, self.sink_factory = job, on_event, sink_factory
+        self.block_descriptor = block_descriptor
         self.cfg, self.plan = job.config, job.plan
         self.started = time.perf_counter()
         self.device = resolve_device(job.device)
@@ -116,6 +128,7 @@ class RenderSession:
             embeds = source.encode_prompts([s.prompt for s in job.segments], self.device, self.dtype)
         # 2. networks
         self.nets = networks or source.load(self.device, self.dtype)  # type: ignore[union-attr]
+        use_fp8(self.nets.dit.blocks, cfg.model.fp8)  # on or off: the bench reuses networks
         if self.device.type == "cuda":
             self.nets.vae.use_channels_last()  # -23 % decode time (bench/RESULTS.md, step 13)
             if self.nets.taehv is not None:
@@ -264,7 +277,9 @@ class RenderSession:
             with self.timer.stage("switch"):
                 self.gen.switch_prompt(self.text_kv[self.job.segments[self.segment].prompt])
         given = self.given[b] if b < len(self.given) else None  # (b) given frames come first
-        out = self.gen.next_block() if given is None else self.gen.prefill(given)
+        describe = self.block_descriptor if self.gen.memory is not None else None
+        query = describe(b) if describe is not None and given is None else None  # DySink: retrieve by it
+        out = self.gen.next_block(query) if given is None else self.gen.prefill(given)
         self.last_record = out.record
         if given is not None and not (self.job.start and self.job.start.writes_input):
             with self.timer.stage("decode"):
@@ -278,7 +293,10 @@ class RenderSession:
                 self._decode(out.latents, frames)
         if self.gen.needs_descriptor:  # (d) DySink: describe, dedup and store the block
             with self.timer.stage("describe"):
-                descriptor = self.decoder.descriptor(out.latents)
+                if self.block_descriptor is not None:
+                    descriptor = self.block_descriptor(out.index)
+                else:
+                    descriptor = self.decoder.descriptor(out.latents)
             self.gen.finish_block(descriptor)
 
     def _decode(self, latents: Tensor, frames: FrameHandoff) -> None:

@@ -62,21 +62,26 @@ class DySinkMemory:
         return frame_index // self.spec.frames_per_block
 
     def retrieve(
-        self, start_frame: int, window: int, device: torch.device, dtype: torch.dtype
+        self,
+        start_frame: int,
+        window: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        query: Tensor | None = None,
     ) -> tuple[list[list[tuple[Tensor, Tensor]]] | None, dict[str, Any] | None]:
-        """Top-k entries for the block at start_frame: per-layer (k, v) in frame order, and a record."""
-        if not self.queries or not len(self.bank):
+        """Top-k entries for the block at start_frame: per-layer (k, v) in frame order, and a record.
+        `query` (D,) replaces the recent blocks' descriptors as the one query (an oracle's)."""
+        if (not self.queries and query is None) or not len(self.bank):
             return None, None
         s = self.spec
-        exclusion, frames, scores, picked, order = self._select(start_frame, window)
+        exclusion, frames, scores, picked, order = self._select(start_frame, window, query)
         self.bank.prefetch(order)
         roundtrip = torch.bfloat16 if s.retrieved_bf16_roundtrip else None
         memory = self.bank.layer_kv(order, roundtrip, device, dtype) if order else None
-        excluded_frames = sorted(
-            set(range(s.sink_frames)) | set(range(max(0, start_frame - exclusion), start_frame))
-        )
+        shut = set(range(s.sink_frames)) | set(range(max(0, start_frame - exclusion), start_frame))
+        excluded_frames = sorted(shut)
         record = {
-            "num_query_descriptors": len(self.queries),
+            "num_query_descriptors": len(self.queries) if query is None else 1,
             "excluded_frames": excluded_frames,
             "excluded_blocks": sorted({self.block_id(f) for f in excluded_frames}),
             "similarity_per_bank_block": {
@@ -85,16 +90,20 @@ class DySinkMemory:
             "retrieved_blocks_by_score": [self.block_id(frames[p]) for p in picked],
             "kv_prepend_order_blocks": [self.block_id(frames[p]) for p in order],
             "retrieved_frames": [frames[p] for p in order],
+            "retrievable_frames": [f for f in frames if f not in shut],
         }
         return memory, record
 
-    def _select(self, start_frame: int, window: int) -> tuple[int, list[int], Tensor, list[int], list[int]]:
+    def _select(
+        self, start_frame: int, window: int, query: Tensor | None = None
+    ) -> tuple[int, list[int], Tensor, list[int], list[int]]:
         """Exclusion span, bank frames, scores, top-k positions by score, and those in frame order."""
         s = self.spec
         exclusion = window if s.exclusion == "reference" else window - s.frames_per_block
         frames = self.bank.frame_indices
         excluded = excluded_mask(frames, start_frame, exclusion, s.sink_frames)
-        scores = retrieval_scores(torch.stack(list(self.queries)), self.bank.descriptors())
+        queries = torch.stack(list(self.queries)) if query is None else query.float().cpu()[None]  # (Q, D)
+        scores = retrieval_scores(queries, self.bank.descriptors())
         picked = select_top_k(scores, excluded, s.top_k)
         return exclusion, frames, scores, picked, sorted(picked, key=lambda p: frames[p])
 
