@@ -85,6 +85,7 @@ SET_CASES = [
     bad_set("model.attention", "model.attention=xformers"),
     bad_set("model.compile", "model.compile=maybe"),
     bad_set("model.cuda_graphs", "model.cuda_graphs=1"),
+    bad_set("model.fp8", "model.fp8=fast"),
     bad_set("model.overlap_decode", "model.overlap_decode=2.5"),
     bad_set("model.pe_core", "model.pe_core=PE-Core-X"),
     bad_set("model.decoder", "model.decoder=vqgan"),
