@@ -94,3 +94,15 @@ def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], meta:
             value = value.to(param.device, param.dtype)
         state.setdefault(int(idx), {})[name] = value.to(torch.float32) if not value.dim() else value
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def append_losses(folder: Path, row: dict[str, Any], window: list[dict[str, Any]]) -> str:
+    """`row` plus the mean of each float over the logged steps in `window`, appended to
+    folder/losses.jsonl; returns the row as one `key=value` line for the log."""
+    keys = sorted({k for w in window for k, v in w.items() if isinstance(v, float)})
+    means = {k: sum(w[k] for w in window if k in w) / sum(1 for w in window if k in w) for k in keys}
+    row = {k: round(v, 1) if k == "seconds" else v for k, v in row.items()}
+    row |= {k: round(v, 5) for k, v in means.items()}
+    with (folder / "losses.jsonl").open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    return " ".join(f"{k}={v}" for k, v in row.items())

@@ -13,8 +13,9 @@ import torch
 from dysink_cli.model.config import DiTConfig, PECoreConfig, T5Config, VAEConfig
 from dysink_cli.toy.models import TEXT_LEN, TOY, ToyConfigs
 
-STAGES = ("vae", "pe", "words", "dit", "sf", "text")
+STAGES = ("vae", "pe", "words", "dit", "sf", "text", "dmd")
 TEXT_STEPS = 720  # the "text" stage: openings of videos, where only the prompt tells the theme
+DMD_MINUTES = 2.0  # the "dmd" stage: distribution matching of the 4-step sampler (toy/train_dmd.py)
 WORDS_STEPS = 2500  # the "words" stage: ~900 steps to learn the theme words, then a margin
 
 
@@ -35,6 +36,7 @@ class Profile:
     dit_reuse: int = 1  # optimiser steps per rendered and encoded DiT batch (fresh noise each)
     text_batch: tuple[int, int] = (8, 2)  # worlds, samples per world of the "text" stage
     words_batch: int = 512  # captions per step of the "words" stage (umT5 and the probe alone)
+    dmd_fake_lr_scale: float = 4.0  # "dmd": the fake denoiser tracks the generator this much faster
     text_encoder_lr_scale: float = 10.0  # "text" stage: umT5 and the probe learn words from bytes slowly
     text_reuse: int = 4  # its steps per drawn batch (openings are cheap to train, dear to draw)
     autocast: bool = True  # bf16 autocast on CUDA (weights and optimiser stay float32)
@@ -45,9 +47,9 @@ PROFILES: dict[str, Profile] = {
         TOY, (12, 4, 3), (16, 8), (16, 8),
         {
             "vae": (6.3, 0), "pe": (1.0, 0), "words": (0, WORDS_STEPS), "dit": (13.0, 0), "sf": (5.5, 0),
-            "text": (0, TEXT_STEPS),
+            "text": (0, TEXT_STEPS), "dmd": (DMD_MINUTES, 0),
         },
-        {"vae": 1e-3, "pe": 5e-4, "words": 3e-3, "dit": 4e-4, "sf": 1.5e-4, "text": 3e-4},
+        {"vae": 1e-3, "pe": 5e-4, "words": 3e-3, "dit": 4e-4, "sf": 1.5e-4, "text": 3e-4, "dmd": 5e-5},
         dit_reuse=3, text_batch=(16, 8),
     ),
     "micro": Profile(
@@ -64,23 +66,29 @@ PROFILES: dict[str, Profile] = {
             ),
         ),
         (1, 2, 2), (2, 2), (2, 1),
-        {"vae": (0, 2), "pe": (0, 2), "words": (0, 2), "dit": (0, 3), "sf": (0, 3), "text": (0, 2)},
-        {"vae": 1e-3, "pe": 1e-3, "words": 1e-3, "dit": 1e-3, "sf": 1e-3, "text": 1e-3},
+        {
+            "vae": (0, 2), "pe": (0, 2), "words": (0, 2), "dit": (0, 3), "sf": (0, 3), "text": (0, 2),
+            "dmd": (0, 3),
+        },
+        {"vae": 1e-3, "pe": 1e-3, "words": 1e-3, "dit": 1e-3, "sf": 1e-3, "text": 1e-3, "dmd": 1e-3},
         frame_size=(32, 32), warmup=1, log_every=1, moments_dtype=torch.float32, dit_reuse=2, words_batch=4,
     ),
     "cpu": Profile(  # the toy on a laptop CPU: smaller batches, longer budgets
         TOY, (2, 2, 5), (4, 4), (4, 2),
         {
             "vae": (8.0, 0), "pe": (2.0, 0), "words": (0, WORDS_STEPS), "dit": (25.0, 0), "sf": (10.0, 0),
-            "text": (0, TEXT_STEPS),
+            "text": (0, TEXT_STEPS), "dmd": (4 * DMD_MINUTES, 0),
         },
-        {"vae": 6e-4, "pe": 5e-4, "words": 3e-3, "dit": 4e-4, "sf": 1.5e-4, "text": 3e-4},
+        {"vae": 6e-4, "pe": 5e-4, "words": 3e-3, "dit": 4e-4, "sf": 1.5e-4, "text": 3e-4, "dmd": 5e-5},
         warmup=50, log_every=10, words_batch=64,
     ),
     "smoke": Profile(
         TOY, (1, 1, 2), (2, 2), (2, 1),
-        {"vae": (0, 1), "pe": (0, 1), "words": (0, 1), "dit": (0, 2), "sf": (0, 3), "text": (0, 1)},
-        {"vae": 1e-4, "pe": 1e-4, "words": 1e-4, "dit": 1e-4, "sf": 1e-4, "text": 1e-4},
+        {
+            "vae": (0, 1), "pe": (0, 1), "words": (0, 1), "dit": (0, 2), "sf": (0, 3), "text": (0, 1),
+            "dmd": (0, 1),
+        },
+        {"vae": 1e-4, "pe": 1e-4, "words": 1e-4, "dit": 1e-4, "sf": 1e-4, "text": 1e-4, "dmd": 1e-4},
         warmup=1, log_every=1, words_batch=8,
     ),
 }  # fmt: skip

@@ -1,7 +1,7 @@
 """Trainer: owns the four networks, the stage's optimiser, the RNGs and the counters.
 
-Stages run in order (vae, pe, words, dit, sf, text), each until its budget (minutes and/or steps) is spent,
-across as many runs as it takes: state() / load() round-trip everything, so a resumed run
+Stages run in order (vae, pe, words, dit, sf, text, dmd), each until its budget (minutes and/or
+steps) is spent, across as many runs as it takes: state() / load() round-trip everything, so a resumed run
 continues bit-exactly. Losses go to losses.jsonl (one line per logged step) and a short line to
 the `log` callback.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import random
 import time
@@ -37,6 +36,7 @@ from dysink_cli.toy.train_dit import (
     own_chain_loss,
     teacher_forcing_loss,
 )
+from dysink_cli.toy.train_dmd import DmdCritics, dmd_loss
 from dysink_cli.toy.train_pe import pe_step
 from dysink_cli.toy.train_vae import latent_stats, vae_step
 
@@ -67,6 +67,7 @@ class Trainer:
         self.opt: torch.optim.Optimizer | None = None
         self.opt_stage: str | None = None
         self.batch: DrawnBatch | None = None  # the DiT batch being reused
+        self.critics = DmdCritics()  # the "dmd" stage's teacher and fake denoiser
 
     # -- state ------------------------------------------------------------------------------------
     def stage(self) -> str | None:
@@ -88,13 +89,17 @@ class Trainer:
             "dit": [n.dit, n.t5, self.probe],
             "sf": [n.dit, n.t5, self.probe],
             "text": [n.dit, n.t5, self.probe],
+            "dmd": [n.dit, *self.critics.trained()],  # the teacher stays frozen
         }[stage]
 
     def optimizer(self, stage: str) -> torch.optim.Optimizer:
         if self.opt_stage != stage:
             lr, fast = self.profile.lr[stage], self.profile.text_encoder_lr_scale
             scale = {id(self.nets.t5): fast, id(self.probe): fast} if stage == "text" else {}
-            groups = [  # the "text" stage trains the text encoder and the probe `fast` times quicker
+            if stage == "dmd":
+                self.critics.start(self.nets.dit)
+                scale = {id(m): self.profile.dmd_fake_lr_scale for m in self.critics.trained()}
+            groups = [  # "text" trains the text encoder and the probe faster, "dmd" its fake critic
                 {"params": list(m.parameters()), "scale": scale.get(id(m), 1.0)}
                 for m in self.trainable(stage)
             ]
@@ -106,6 +111,7 @@ class Trainer:
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         tensors = {f"{p}.{k}": t for p, m in self.nets.modules().items() for k, t in m.state_dict().items()}
         tensors |= {f"probe.{k}": t for k, t in self.probe.state_dict().items()}
+        tensors |= self.critics.state()
         tensors["rng.torch"] = self.generator.get_state()
         meta: dict[str, Any] = {
             "steps": self.counters.steps, "seconds": self.counters.seconds,
@@ -131,6 +137,7 @@ class Trainer:
             module.load_state_dict(own, strict=True)
         if "probe.head.weight" in tensors:  # absent from checkpoints before the "text" stage
             self.probe.load_state_dict({k[6:]: t for k, t in tensors.items() if k.startswith("probe.")})
+        self.critics.load_state(tensors, self.nets.dit)
         self.generator.set_state(tensors["rng.torch"])
         ckpt.set_python_rng_state(self.rng, meta["python_rng"])
         self.counters = Counters()  # stages added since the checkpoint start at 0
@@ -202,14 +209,18 @@ class Trainer:
     def dit_step(self, stage: str) -> dict[str, float]:
         blocks = self.dit_blocks(stage)
         dit, own = self.nets.dit, stage == "sf" and self.rng.random() < OWN_CHAIN_PROBABILITY
-        if own:
+        if stage == "dmd":
+            draw = (self.freqs, self.schedule, self.generator, self.rng)
+            loss, parts = dmd_loss(dit, self.critics, blocks, self.last_text[0], *draw)
+        elif own:
             loss, parts = own_chain_loss(dit, blocks, self.freqs, self.schedule, self.generator, self.rng)
         else:
             loss, parts = teacher_forcing_loss(dit, blocks, self.freqs, self.schedule, self.generator)
-        assert self.batch is not None  # the probe keeps the encoder's words (the "words" stage)
-        probe_loss, accuracy = self.probe.loss(*self.last_text, self.batch.captions)
-        loss = loss + PROBE_WEIGHT * probe_loss
-        parts = {**parts, **accuracy}
+        assert self.batch is not None
+        if stage != "dmd":  # the probe keeps the encoder's words (the "words" stage); dmd freezes it
+            probe_loss, accuracy = self.probe.loss(*self.last_text, self.batch.captions)
+            loss = loss + PROBE_WEIGHT * probe_loss
+            parts = {**parts, **accuracy}
         opt = self.optimizer(stage)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -274,23 +285,11 @@ class Trainer:
             self.counters.steps[stage] += 1
             window.append(parts)
             if self.counters.steps[stage] % self.profile.log_every == 0 or self.progress(stage) >= 1.0:
-                self.log_window(stage, window, log)
+                row = {"stage": stage, "step": self.counters.steps[stage]}
+                log(ckpt.append_losses(self.out, row | {"seconds": self.counters.seconds[stage]}, window))
                 window = []
             if self.progress(stage) >= 1.0:
                 self.finish_stage(stage)
                 self.save()
         self.save()
         return self.stage() is None
-
-    def log_window(self, stage: str, window: list[dict[str, Any]], log: Callable[[str], None]) -> None:
-        keys = sorted({k for w in window for k, v in w.items() if isinstance(v, float)})
-        means = {k: sum(w[k] for w in window if k in w) / sum(1 for w in window if k in w) for k in keys}
-        row = {
-            "stage": stage,
-            "step": self.counters.steps[stage],
-            "seconds": round(self.counters.seconds[stage], 1),
-        }
-        row |= {k: round(v, 5) for k, v in means.items()}
-        with (self.out / "losses.jsonl").open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        log(" ".join(f"{k}={v}" for k, v in row.items()))
