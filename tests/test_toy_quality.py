@@ -1,8 +1,9 @@
 """The toy model as a user meets it: its 5 s demo on 2 CPU threads, and the measures of
 toy/evaluate.py (issue 13, item 6) checked on exact ground truth, where their answer is known.
 
-The shipped weights' own scores are in bench/RESULTS.md ("Toy world: the shipped training"); they
-miss the issue's targets, so they are reported there, not asserted here.
+The shipped weights' own scores are in bench/RESULTS.md ("Toy world: distribution matching"). The
+targets they meet are asserted here on shorter renders (prompt adherence for four of the six
+required themes); the ones they miss (lava, night city, the camera, sharp shapes) are reported there.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from dysink_cli.toy.adherence import ThemeClassifier, camera_velocity, edge_sharpness
-from dysink_cli.toy.evaluate import REQUIRED, blocks_for, ground_truth
+from dysink_cli.toy.evaluate import REQUIRED, blocks_for, ground_truth, theme_row
+from dysink_cli.toy.models import load_toy_networks
 from dysink_cli.toy.world import CAMERA_SPEED_PX_PER_FRAME, velocity
 
 
@@ -63,3 +65,14 @@ def test_the_toy_demo_renders_in_a_minute(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "demo.mp4").stat().st_size > 1000
     assert seconds <= 60, seconds
+
+
+@pytest.mark.slow
+def test_the_shipped_toy_draws_the_prompted_theme() -> None:
+    """5 s per theme (81 frames) through the DySink loop: the ground-truth classifier recognises the
+    prompt's theme in at least 95 % of frames for the four required themes the weights meet."""
+    torch.set_num_threads(2)
+    nets, classifier = load_toy_networks("cpu", torch.float32), ThemeClassifier.fit()
+    for seed, theme in enumerate(("snow", "ocean", "desert", "meadow")):
+        row = theme_row(nets, classifier, theme, REQUIRED[theme], 5.0, seed)
+        assert row["recognised"] >= 0.95, row
