@@ -341,7 +341,7 @@ def test_an_interrupted_entry_resumes_only_with_the_same_settings(
     work.mkdir(parents=True)
     video.write_bytes(b"half")
     partial_marker(video).touch()
-    started = _job(video, seed=0 if same else 5)
+    started = replace(_job(video, seed=0 if same else 5), config=resolve_config("toy"))  # the default
     (work / JOB_FILE).write_text(json.dumps(job_fingerprint(replace(started, seconds=1.0))))
     result = runner.invoke(app, ["batch", str(prompts), "--out-dir", str(out), "-s", "1"], terminal_width=200)
     assert result.exit_code == 0, result.output

@@ -93,14 +93,14 @@ def run(*args: str | Path, env: dict[str, str] | None = None):  # noqa: ANN201
     return runner.invoke(app, [str(a) for a in args], env=env)
 
 
-def test_render_builds_the_job_with_tiny_by_default(fake_render: FakeRender, tmp_path: Path) -> None:
+def test_render_builds_the_job_with_the_toy_world_by_default(fake_render: FakeRender, tmp_path: Path) -> None:
     out = tmp_path / "demo.mp4"
     result = run("render", "--prompt", "a red fox running through snow", "--seconds", "5", "-o", out)
     assert result.exit_code == 0, result.output
     (job,) = fake_render.jobs
     assert job.segments == (Segment(0.0, "a red fox running through snow"),)
     assert (job.seconds, job.output, job.seed, job.device) == (5.0, out, 0, "auto")
-    assert job.config.model.name == "tiny" and not job.overwrite and not job.lossless
+    assert job.config.model.name == "toy" and not job.overwrite and not job.lossless
     assert "plan: 81 frames = 7 blocks x 3 latents (21) at 16 fps = 5.06 s, asked for 5 s" in result.output
     assert "wrote" in result.output
 

@@ -55,7 +55,7 @@ def test_preset_choice_and_weights_order(tmp_path: Path) -> None:
     a.mkdir()
     b.mkdir()
     tl = Timeline.from_prompt("x")
-    assert resolve_render_config(RenderOptions(), tl, env={}).model.name == "tiny"
+    assert resolve_render_config(RenderOptions(), tl, env={}).model.name == "toy"
     with_env = resolve_render_config(RenderOptions(), tl, env={"DYSINK_WEIGHTS": str(b)})
     assert with_env.engine.policy == "dysink" and with_env.model.weights == str(b)
     assert resolve_render_config(

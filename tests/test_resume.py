@@ -128,7 +128,7 @@ def test_ctrl_c_checkpoints_and_exits_130(tmp_path):
     assert proc.wait(timeout=120) == 130
     assert resumable(out)  # written by the Ctrl-C even though the interval is 100 blocks
     frames, width, height = probe_video(out)
-    assert frames >= 9 and (width, height) == (64, 48)
+    assert frames >= 9 and (width, height) == (128, 96)  # the default: the toy world
 
 
 def test_sigterm_checkpoints_and_exits_143(tmp_path, reference):

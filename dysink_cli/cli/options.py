@@ -2,7 +2,7 @@
 
 Precedence for weights (`resolve_weights_dir`, the one place): --weights > $DYSINK_WEIGHTS > the
 config (preset, timeline settings, --set); the first one given wins, and a missing folder is an
-error, never a fall-back. Default preset: `tiny` (embedded demo) without weights, `dysink` with them.
+error, never a fall-back. Default preset: `toy` (the embedded toy world) without weights, `dysink` with them.
 Imports config, errors, io.ffmpeg, render.job, render.workdir and timeline: no torch.
 """
 
@@ -194,9 +194,9 @@ def resolve_weights_dir(
 def resolve_render_config(
     opts: RenderOptions, timeline: Timeline, env: Mapping[str, str], preset_fallback: str | None = None
 ) -> RenderConfig:
-    """Preset (flag > timeline > fallback > tiny/dysink) + timeline settings + --set + flags."""
+    """Preset (flag > timeline > fallback > toy/dysink) + timeline settings + --set + flags."""
     weights_given = opts.weights is not None or bool(env.get(WEIGHTS_ENV))
-    preset = opts.preset or timeline.preset or preset_fallback or ("dysink" if weights_given else "tiny")
+    preset = opts.preset or timeline.preset or preset_fallback or ("dysink" if weights_given else "toy")
     if timeline.settings:
         try:
             resolve_config(preset, (), timeline.settings)
@@ -211,7 +211,7 @@ def resolve_render_config(
     elif cfg.model.name not in EMBEDDED:
         raise WeightsError(
             f"preset {preset!r} runs {cfg.model.name} and needs its weights",
-            f"pass --weights DIR or set ${WEIGHTS_ENV}; --preset tiny runs the demo",
+            f"pass --weights DIR or set ${WEIGHTS_ENV}; --preset toy runs the embedded toy world",
         )
     if opts.crf is not None and not 0 <= opts.crf <= 51:
         raise ConfigError(
