@@ -75,9 +75,17 @@ def test_the_cli_runs_every_policy_on_every_scenario(micro_weights: Path, tmp_pa
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_the_oracle_retrieves_by_camera_position(micro_weights: Path) -> None:
+def test_the_oracle_retrieves_by_camera_position(
+    micro_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """At a return the oracle retrieves the first visit's block (and retrieves by the current block's
-    position: with the recent blocks' positions it would pick the approach to P0, not P0)."""
+    position: with the recent blocks' positions it would pick the approach to P0, not P0). No ffmpeg
+    is needed (the GPU machine has none): the ground-truth start goes in as a .npy."""
+
+    def no_ffmpeg() -> str:
+        raise AssertionError("the revisit bench called ffmpeg")
+
+    monkeypatch.setattr("imageio_ffmpeg.get_ffmpeg_exe", no_ffmpeg)
     size = ("output.width=32", "output.height=32")
     request = RevisitRequest(
         small=True, weights_file=micro_weights, policies=("oracle",), scenarios=("middle",), device="cpu",

@@ -123,3 +123,33 @@ def test_bad_start_frames_are_one_line(
     assert result.exit_code == 2, result.stderr
     assert message in lines[0] and len(lines) <= 2 and "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing left behind
+
+
+def test_npy_frames_start_exactly_as_the_same_lossless_video(tmp_path: Path, base: Path) -> None:
+    """A .npy of uint8 frames (numpy.save) is read without ffmpeg and gives the same start as the
+    lossless video holding those frames; a picture may be one (H, W, 3) array."""
+    from dysink_cli.render.start import load_start
+
+    video = np.stack(frames(base))
+    array = tmp_path / "frames.npy"
+    np.save(array, video)
+    want = load_start(StartFrames(base, "video"), 64, 48, max_blocks=2)
+    got = load_start(StartFrames(array, "video"), 64, 48, max_blocks=2)
+    assert got.shape == want.shape == (1, 3, 21, 48, 64) and torch.equal(got, want)
+    np.save(tmp_path / "pic.npy", video[0])
+    held = load_start(StartFrames(tmp_path / "pic.npy", "image"), 64, 48, max_blocks=2)
+    assert held.shape == (1, 3, 9, 48, 64) and torch.equal(held[:, :, 0], held[:, :, 8])
+
+
+def test_a_npy_that_is_not_uint8_frames_gets_a_one_line_error(tmp_path: Path) -> None:
+    from dysink_cli.errors import ConfigError
+    from dysink_cli.render.start import load_start
+
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((9, 48, 64, 3), dtype=np.float32))
+    with pytest.raises(ConfigError) as err:
+        load_start(StartFrames(bad, "video"), 64, 48, max_blocks=1)
+    assert "float32 (9, 48, 64, 3), not uint8" in err.value.message and ".npy" in err.value.hint
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    with pytest.raises(ConfigError, match="numpy cannot read it"):
+        load_start(StartFrames(tmp_path / "junk.npy", "video"), 64, 48, max_blocks=1)

@@ -1,7 +1,7 @@
 """`dysink bench revisit`: does a cache policy remember a place when the camera comes back to it?
 
 Per scenario (revisit_scenarios.py): (1) the toy world draws the path's ground truth; (2) its first
-block goes to the render as `--continue` start frames (a lossless .mkv, StartFrames); (3) each policy
+block goes to the render as `--continue` start frames (exact, a .npy: StartFrames); (3) each policy
 renders the rest with the toy model, frames kept in memory by a CaptureSink; (4) at each return the
 frames are scored against the truth of that camera position (revisit_score.py, one shift of +-4 px),
 beside controls: the same frames against far, never-visited places of the map (`control_*`, their
@@ -33,7 +33,7 @@ from dysink_cli.benchmarks.revisit_score import MAX_SHIFT_PX, GroundTruth, Row, 
 from dysink_cli.benchmarks.speed import seconds_for
 from dysink_cli.config import RenderConfig, resolve_config
 from dysink_cli.errors import ConfigError, WeightsError
-from dysink_cli.io.ffmpeg import FfmpegSink, NullSink, as_frames
+from dysink_cli.io.ffmpeg import NullSink, as_frames
 from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.pe_core import PECoreVision
 from dysink_cli.model.t5 import UMT5Encoder
@@ -269,10 +269,10 @@ class RevisitBench:
         embeds = self.embeds(scenario.prompts())
         result = ScenarioResult(scenario, truth.rows())
         with tempfile.TemporaryDirectory(prefix="dysink-revisit-") as tmp:
-            # 2. the first block(s) of ground truth, as a lossless video to continue from
-            context = Path(tmp) / "context.mkv"
-            with FfmpegSink(context, *truth.size, FPS, lossless=True, overwrite=True) as sink:
-                sink.write(truth.uint8(0, scenario.context_frames))
+            # 2. the first block(s) of ground truth, as exact frames to continue from (a .npy:
+            # no ffmpeg needed, so the GPU machine without one runs the bench too)
+            context = Path(tmp) / "context.npy"
+            np.save(context, truth.uint8(0, scenario.context_frames).numpy())
             for policy in self.configs:
                 # 3. the renders: from the ground truth, and free-running
                 self.progress(f"{scenario.name}: {policy} ({scenario.blocks} blocks, twice)")

@@ -1,5 +1,6 @@
 """Starting from given frames: `--image PATH` (one picture, held for the first block) and
-`--continue VIDEO` (the last frames of a video as context). The frames are read by ffmpeg, fitted
+`--continue VIDEO` (the last frames of a video as context). The frames are read by ffmpeg (or, from
+a `.npy` file, by numpy: uint8 (H, W, 3) for a picture, (T, H, W, 3) for a video), fitted
 to the render's size, and laid out as whole blocks of latents: the causal VAE encodes frame 0
 alone and then 4 frames per latent, so k blocks of 3 latents need 1 + 4 (3k - 1) frames (9 for
 one block). Imports errors and io; torch for the frames.
@@ -35,6 +36,18 @@ def fit(frames: np.ndarray, width: int, height: int, start: StartFrames) -> Tens
     return x.clamp(-1.0, 1.0)
 
 
+def read_array(start: StartFrames) -> np.ndarray:
+    """uint8 frames saved by numpy.save: (H, W, 3) or (T, H, W, 3) RGB."""
+    try:
+        frames = np.load(start.path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"numpy cannot read it ({err})") from None
+    if frames.dtype != np.uint8 or frames.ndim not in (3, 4) or frames.shape[-1] != 3 or not frames.size:
+        shape = tuple(frames.shape)
+        raise ValueError(f"it holds {frames.dtype} {shape}, not uint8 (H, W, 3) or (T, H, W, 3)")
+    return frames
+
+
 def load_start(
     start: StartFrames, width: int, height: int, max_blocks: int, frames_per_block: int = 3
 ) -> Tensor:
@@ -45,7 +58,13 @@ def load_start(
         raise ConfigError(f"{start.flag} {start.path}: {what}", f"give the path of a {start.kind} file")
     need = frames_for_blocks(1, frames_per_block)
     try:
-        if start.kind == "image":
+        if start.path.suffix.lower() == ".npy":
+            array = read_array(start)
+            frames = array[None] if array.ndim == 3 else array
+            if start.kind == "image":
+                frames = np.repeat(frames[:1], need, axis=0)
+            frames = frames[-frames_for_blocks(max_blocks, frames_per_block) :]
+        elif start.kind == "image":
             first = next(iter(read_frames(start.path)))
             frames = np.repeat(first[None], need, axis=0)  # the picture held for the first block
         else:
@@ -55,7 +74,8 @@ def load_start(
     except (FfmpegError, StopIteration, ValueError) as err:
         raise ConfigError(
             f"{start.flag} {start.path} cannot be read as {start.noun}: {getattr(err, 'message', err)}",
-            "give a PNG or JPEG picture" if start.kind == "image" else "give an .mp4 or .mkv video",
+            f"give {'a PNG or JPEG picture' if start.kind == 'image' else 'an .mp4 or .mkv video'}"
+            " or a .npy array of uint8 RGB frames",
         ) from None
     start.check_geometry(len(frames), (frames.shape[2], frames.shape[1]), (width, height))
     blocks = blocks_in(len(frames), frames_per_block)
