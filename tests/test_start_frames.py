@@ -104,6 +104,8 @@ def write_video(path: Path, count: int, width: int = 64, height: int = 48) -> Pa
         ("both", ["--image", "short.mkv", "--continue", "short.mkv"], "both given"),
         ("include without continue", ["--include-input"], "needs --continue"),
         ("continue the output itself", ["--continue", "out.mkv", "--overwrite"], "is the output file"),
+        ("a .npy of floats", ["--continue", "floats.npy"], "float32 (9, 48, 64, 3), not uint8"),
+        ("a .npy too short", ["--continue", "short.npy"], "one block of context needs 9"),
     ],
 )
 def test_bad_start_frames_are_one_line(
@@ -113,6 +115,8 @@ def test_bad_start_frames_are_one_line(
     Path("notes.txt").write_text("not a picture")
     write_video(Path("short.mkv"), 5)
     write_video(Path("tall.mkv"), 9, width=48, height=64)
+    np.save("floats.npy", np.zeros((9, 48, 64, 3), dtype=np.float32))
+    np.save("short.npy", np.zeros((5, 48, 64, 3), dtype=np.uint8))
     if "out.mkv" in args:
         write_video(Path("out.mkv"), 9)
     before = sorted(p.name for p in tmp_path.iterdir())

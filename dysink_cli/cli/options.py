@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dysink_cli.config import RenderConfig, resolve_config, with_changes
 from dysink_cli.errors import ConfigError, FfmpegError, GpuError, OutputError, TimelineError, WeightsError
+from dysink_cli.io.arrays import is_array, probe_array
 from dysink_cli.io.ffmpeg import check_output_suffix, probe_video
 from dysink_cli.render.job import RenderJob, StartFrames
 from dysink_cli.render.workdir import resumable, work_dir_for
@@ -282,10 +283,10 @@ def check_start(start: StartFrames, output: Path, render_size: tuple[int, int]) 
             "write the continuation to a new file (-o another.mp4); --include-input keeps the old frames",
         )
     try:
-        frames, width, height = probe_video(start.path)
-    except FfmpegError as err:
+        frames, width, height = probe_array(start.path) if is_array(start.path) else probe_video(start.path)
+    except (FfmpegError, ValueError) as err:
         raise ConfigError(
-            f"{start.flag} {start.path} cannot be read as {start.noun}: {err.message}",
-            "give a PNG or JPEG picture" if start.kind == "image" else "give an .mp4 or .mkv video",
+            f"{start.flag} {start.path} cannot be read as {start.noun}: {getattr(err, 'message', err)}",
+            start.fix,
         ) from None
     start.check_geometry(frames, (width, height), render_size)

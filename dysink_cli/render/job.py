@@ -42,6 +42,11 @@ class StartFrames:
         return self.kind == "image" or self.include_input
 
     @property
+    def fix(self) -> str:
+        what = "a PNG or JPEG picture" if self.kind == "image" else "an .mp4 or .mkv video"
+        return f"give {what}, or a .npy of uint8 RGB frames (numpy.save)"
+
+    @property
     def noun(self) -> str:
         return "an image" if self.kind == "image" else "a video"
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dysink_cli.errors import ConfigError, FfmpegError
+from dysink_cli.io.arrays import is_array, read_frames_array
 from dysink_cli.io.ffmpeg import read_frames
 from dysink_cli.render.job import StartFrames, frames_for_blocks
 
@@ -36,18 +37,6 @@ def fit(frames: np.ndarray, width: int, height: int, start: StartFrames) -> Tens
     return x.clamp(-1.0, 1.0)
 
 
-def read_array(start: StartFrames) -> np.ndarray:
-    """uint8 frames saved by numpy.save: (H, W, 3) or (T, H, W, 3) RGB."""
-    try:
-        frames = np.load(start.path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"numpy cannot read it ({err})") from None
-    if frames.dtype != np.uint8 or frames.ndim not in (3, 4) or frames.shape[-1] != 3 or not frames.size:
-        shape = tuple(frames.shape)
-        raise ValueError(f"it holds {frames.dtype} {shape}, not uint8 (H, W, 3) or (T, H, W, 3)")
-    return frames
-
-
 def load_start(
     start: StartFrames, width: int, height: int, max_blocks: int, frames_per_block: int = 3
 ) -> Tensor:
@@ -58,9 +47,8 @@ def load_start(
         raise ConfigError(f"{start.flag} {start.path}: {what}", f"give the path of a {start.kind} file")
     need = frames_for_blocks(1, frames_per_block)
     try:
-        if start.path.suffix.lower() == ".npy":
-            array = read_array(start)
-            frames = array[None] if array.ndim == 3 else array
+        if is_array(start.path):
+            frames = read_frames_array(start.path)
             if start.kind == "image":
                 frames = np.repeat(frames[:1], need, axis=0)
             frames = frames[-frames_for_blocks(max_blocks, frames_per_block) :]
@@ -74,8 +62,7 @@ def load_start(
     except (FfmpegError, StopIteration, ValueError) as err:
         raise ConfigError(
             f"{start.flag} {start.path} cannot be read as {start.noun}: {getattr(err, 'message', err)}",
-            f"give {'a PNG or JPEG picture' if start.kind == 'image' else 'an .mp4 or .mkv video'}"
-            " or a .npy array of uint8 RGB frames",
+            start.fix,
         ) from None
     start.check_geometry(len(frames), (frames.shape[2], frames.shape[1]), (width, height))
     blocks = blocks_in(len(frames), frames_per_block)
