@@ -38,10 +38,11 @@ from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.pe_core import PECoreVision
 from dysink_cli.model.t5 import UMT5Encoder
 from dysink_cli.model.vae import WanVAE
+from dysink_cli.render.device import DTYPES, resolve_device
 from dysink_cli.render.events import BlockDone, Event
 from dysink_cli.render.job import RenderJob, StartFrames
 from dysink_cli.render.networks import Networks
-from dysink_cli.render.session import DTYPES, render, resolve_device
+from dysink_cli.render.session import render
 from dysink_cli.toy.models import WEIGHTS_PATH, ToyConfigs, ToyNetworks, load_toy_networks
 
 POLICIES: dict[str, tuple[str, tuple[str, ...]]] = {  # name -> (preset, extra --set)

@@ -27,10 +27,11 @@ from dysink_cli.config import RenderConfig, resolve_config, with_changes
 from dysink_cli.errors import ConfigError, GpuError
 from dysink_cli.io.ffmpeg import NullSink
 from dysink_cli.model.attention import resolve_backend
+from dysink_cli.render.device import resolve_device
 from dysink_cli.render.events import BlockDone, Event, Note
 from dysink_cli.render.job import RenderJob, RenderStats
 from dysink_cli.render.networks import Networks
-from dysink_cli.render.session import render, resolve_device
+from dysink_cli.render.session import render
 from dysink_cli.timeline import Segment
 
 DIT_STAGES = ("denoise", "clean_pass")

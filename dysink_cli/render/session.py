@@ -19,33 +19,28 @@ import torch
 from torch import Tensor
 
 from dysink_cli.engine.timing import StageTimer
-from dysink_cli.errors import GpuError
 from dysink_cli.io.ffmpeg import FfmpegSink, ffmpeg_exe
 from dysink_cli.io.handoff import FrameHandoff
 from dysink_cli.model.fp8 import use_fp8
 from dysink_cli.render.assemble import build_generator, warm_up
 from dysink_cli.render.decode import StreamingDecoder
+from dysink_cli.render.device import DTYPES, resolve_device
 from dysink_cli.render.events import BlockDone, Event, Finished, Note, PromptSwitch, RenderStarted
 from dysink_cli.render.interrupt import StopSignals
 from dysink_cli.render.job import RenderJob, RenderStats, StartFrames
 from dysink_cli.render.networks import Networks, NetworkSource
 from dysink_cli.render.records import MemoryProbe, block_record
-from dysink_cli.render.start import load_start
+from dysink_cli.render.start import encode_start
 from dysink_cli.render.workdir import WorkDir, checkpoint_due, job_fingerprint
 
 EventSink = Callable[[Event], None]
 BlockDescriptor = Callable[[int], Tensor]
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cuda' without CUDA is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GpuError("--device cuda was asked for but torch sees no CUDA GPU", "use --device cpu or auto")
-    return device
+EMBEDDED_NOTES = {  # what a render without real weights draws
+    "tiny": "using the built-in demo model with untrained weights (noise-like video); point --weights at "
+    "a folder of real checkpoints for real videos",
+    "toy": "using the embedded toy world (128x96, trained on a procedural 2-D world; it knows theme words "
+    "such as snow, ocean, desert); point --weights at a folder of real checkpoints for real videos",
+}
 
 
 def render(
@@ -115,9 +110,8 @@ class RenderSession:
 
     def prepare(self, networks: Networks | None, embeds: dict[str, Tensor] | None) -> None:
         cfg, job = self.cfg, self.job
-        if cfg.model.name == "tiny":
-            self.emit(Note("using the built-in demo model with untrained weights (noise-like video); "
-                           "point --weights at a folder of real checkpoints for real videos"))  # fmt: skip
+        if cfg.model.name in EMBEDDED_NOTES:
+            self.emit(Note(EMBEDDED_NOTES[cfg.model.name]))
         for sw in job.switches[1:]:
             prompt = job.segments[sw.segment].prompt
             self.emit(PromptSwitch(sw.segment, sw.block, sw.requested_s, sw.effective_s, prompt))
@@ -167,16 +161,12 @@ class RenderSession:
 
     def _encode_start(self, start: StartFrames) -> None:
         """The picture or video through the VAE encoder, as whole blocks of clean latents."""
-        fpb = self.cfg.engine.frames_per_block
-        most = 1 if start.kind == "image" else max(1, self.gen.spec.window_frames // fpb)
-        video = load_start(start, self.cfg.output.width, self.cfg.output.height, most, fpb)
-        latents = self.nets.vae.encode(video.to(self.device, self.dtype))
-        self.given = list(latents.split(fpb, dim=1))
-        self.context_blocks = 0 if start.kind == "image" else len(self.given)
-        frames = video.shape[2]
-        self.emit(
-            Note(f"starting from {start.flag} {start.path}: {frames} frames -> {len(self.given)} block(s)")
+        size, spec = (self.cfg.output.width, self.cfg.output.height), self.gen.spec
+        self.given, note = encode_start(
+            start, self.nets.vae, size, spec.window_frames, spec.frames_per_block, self.device, self.dtype
         )
+        self.context_blocks = 0 if start.kind == "image" else len(self.given)
+        self.emit(Note(note))
 
     def _owners(self) -> dict[str, Any]:
         return {"generator": self.gen, "decoder": self.decoder}

@@ -18,6 +18,7 @@ from torch import Tensor
 from dysink_cli.errors import ConfigError, FfmpegError
 from dysink_cli.io.arrays import is_array, read_frames_array
 from dysink_cli.io.ffmpeg import read_frames
+from dysink_cli.model.vae import WanVAE
 from dysink_cli.render.job import StartFrames, frames_for_blocks
 
 
@@ -68,3 +69,15 @@ def load_start(
     blocks = blocks_in(len(frames), frames_per_block)
     frames = frames[-frames_for_blocks(blocks, frames_per_block) :]
     return fit(frames, width, height, start).permute(1, 0, 2, 3).unsqueeze(0)
+
+
+def encode_start(
+    start: StartFrames, vae: WanVAE, size: tuple[int, int], window_frames: int, frames_per_block: int,
+    device: torch.device, dtype: torch.dtype,
+) -> tuple[list[Tensor], str]:  # fmt: skip
+    """The picture (one block) or the video's last blocks (up to the window) through the VAE
+    encoder: clean latent blocks (1, frames_per_block, C, h, w) each, and a line saying so."""
+    most = 1 if start.kind == "image" else max(1, window_frames // frames_per_block)
+    video = load_start(start, *size, most, frames_per_block)
+    given = list(vae.encode(video.to(device, dtype)).split(frames_per_block, dim=1))
+    return given, f"starting from {start.flag} {start.path}: {video.shape[2]} frames -> {len(given)} block(s)"
