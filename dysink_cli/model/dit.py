@@ -126,9 +126,9 @@ class Block(nn.Module):
             x,
             shift1,
             scale1,
-            _linear(sa.q),
-            _linear(sa.k),
-            _linear(sa.v),
+            linear_params(sa.q),
+            linear_params(sa.k),
+            linear_params(sa.v),
             (sa.norm_q.weight, sa.norm_k.weight),
             *rope.for_dtype(x.dtype),
             frames,
@@ -137,14 +137,14 @@ class Block(nn.Module):
             sa.num_heads,
         )
         attn = self.self_attention(q, k, k_raw, v, ctx, layer, backend)
-        cross_norm = _linear(self.norm3) if isinstance(self.norm3, nn.LayerNorm) else None
+        cross_norm = (self.norm3.weight, self.norm3.bias) if isinstance(self.norm3, nn.LayerNorm) else None
         x, q = ops.attn_out(
             x,
             attn,
-            _linear(sa.o),
+            linear_params(sa.o),
             gate1,
             cross_norm,
-            _linear(ca.q),
+            linear_params(ca.q),
             ca.norm_q.weight,
             frames,
             self.norm3.eps if cross_norm else eps,
@@ -155,12 +155,12 @@ class Block(nn.Module):
         return ops.ffn_out(
             x,
             cross,
-            _linear(ca.o),
+            linear_params(ca.o),
             shift2,
             scale2,
             gate2,
-            _linear(self.ffn[0]),
-            _linear(self.ffn[2]),
+            linear_params(self.ffn[0]),
+            linear_params(self.ffn[2]),
             frames,
             eps,
         )
@@ -216,10 +216,6 @@ class Block(nn.Module):
         ctx.gate_ratios.append(ratios)
         ctx.gate_keeps.append(keep)
         return keep
-
-
-def _linear(module: nn.Module) -> tuple[Tensor, ...]:
-    return linear_params(module)  # e4m3 weights and scales once use_fp8() ran
 
 
 class Head(nn.Module):
