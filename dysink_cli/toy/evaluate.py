@@ -20,11 +20,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dysink_cli.config import resolve_config
 from dysink_cli.diagnostics.metrics import collapse_curve, collapse_figures, flicker
 from dysink_cli.engine.generator import BlockGenerator
-from dysink_cli.engine.loop_spec import LoopSpec
 from dysink_cli.engine.memory.descriptors import describe_block
 from dysink_cli.engine.noise import SeededNoise
+from dysink_cli.render.assemble import loop_spec
 from dysink_cli.toy.adherence import ThemeClassifier, camera_velocity, contrast_trend, edge_sharpness
 from dysink_cli.toy.captions import random_caption
 from dysink_cli.toy.data import random_start
@@ -49,7 +50,7 @@ def render_prompt(nets, prompt: str, blocks: int, seed: int) -> tuple[Tensor, di
     ids, mask = tokenizer([prompt])
     device = next(dit.parameters()).device
     text_kv = dit.encode_text(t5.encode(ids.to(device), mask.to(device)))
-    spec = LoopSpec(policy="dysink", window_frames=9, capacity_frames=15, query_blocks=3)
+    spec = loop_spec(resolve_config("toy"))  # the toy preset's DySink release settings
     gen = BlockGenerator(dit, spec, SeededNoise(seed), LATENT_HW)
     gen.set_prompt(text_kv)
     state, frames, gated, retrieved = vae.decoder_state(), [], 0, 0
