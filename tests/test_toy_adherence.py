@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dysink_cli.toy.adherence import ThemeClassifier, camera_velocity, contrast_trend, phase_shift
 from dysink_cli.toy.world import CAMERA_SPEED_PX_PER_FRAME, THEMES, World, camera_path, velocity
@@ -39,6 +40,17 @@ def test_camera_velocity_matches_the_commanded_motion(motion: str) -> None:
         abs(vx - want[0]) <= 0.2 * CAMERA_SPEED_PX_PER_FRAME
         and abs(vy - want[1]) <= 0.2 * CAMERA_SPEED_PX_PER_FRAME
     )
+
+
+@pytest.mark.parametrize("theme", ["snow", "night city"])
+def test_camera_velocity_sees_through_soft_frames_and_a_static_pattern(theme: str) -> None:
+    """A decoder's output: soft, with a faint fixed texture that does not move with the camera.
+    Plain phase correlation reads 0 px/frame here (the pattern and the borders vote for no motion)."""
+    frames = World(theme, seed=4).render(camera_path((300.0, 200.0), [("down", 24)]))
+    soft = F.avg_pool2d(frames, 5, stride=1, padding=2, count_include_pad=False)
+    pattern = 0.05 * torch.randn(1, 3, *frames.shape[-2:], generator=torch.Generator().manual_seed(0))
+    vx, vy = camera_velocity(soft + pattern)
+    assert abs(vx) <= 0.2 and abs(vy - CAMERA_SPEED_PX_PER_FRAME) <= 0.2 * CAMERA_SPEED_PX_PER_FRAME
 
 
 def test_contrast_trend_sees_a_drift_to_grey() -> None:

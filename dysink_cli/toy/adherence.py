@@ -15,6 +15,7 @@ from torch import Tensor
 from dysink_cli.toy.world import THEMES, World
 
 FIT_SEEDS = (101, 102, 103)  # maps the classifier is fitted on (tests score it on others)
+PHASE_LOWPASS = 0.07  # cycles per pixel: phase correlation's low-pass (see phase_shift)
 
 
 def colour_features(frames: Tensor) -> Tensor:
@@ -58,11 +59,19 @@ class ThemeClassifier:
 
 def phase_shift(a: Tensor, b: Tensor) -> tuple[float, float]:
     """(dx, dy) in pixels that moves image a onto image b (phase correlation on luminance, with a
-    parabolic sub-pixel peak). a, b: [3, H, W]."""
+    parabolic sub-pixel peak). a, b: [3, H, W].
+
+    A Hann window hides the frame's borders (a wrap-around edge votes for no motion) and a Gaussian
+    low-pass (PHASE_LOWPASS cycles per pixel) on the whitened spectrum keeps a faint static pattern
+    (a decoder's fixed texture, which whitening lifts to full weight) from winning at shift 0."""
     ga, gb = a.mean(0), b.mean(0)
-    ga, gb = ga - ga.mean(), gb - gb.mean()
+    h, w = ga.shape
+    window = torch.hann_window(h, periodic=False)[:, None] * torch.hann_window(w, periodic=False)[None]
+    ga, gb = (ga - ga.mean()) * window, (gb - gb.mean()) * window
     cross = torch.fft.fft2(gb) * torch.fft.fft2(ga).conj()
-    corr = torch.fft.ifft2(cross / cross.abs().clamp_min(1e-9)).real
+    fy, fx = torch.fft.fftfreq(h)[:, None], torch.fft.fftfreq(w)[None]
+    lowpass = torch.exp(-(fx.square() + fy.square()) / (2 * PHASE_LOWPASS**2))
+    corr = torch.fft.ifft2(cross / cross.abs().clamp_min(1e-9) * lowpass).real
     h, w = corr.shape
     iy, ix = divmod(int(corr.argmax()), w)
 
