@@ -326,7 +326,8 @@ def test_cuda_tiers_match_cpu(tmp_path: Path, fmt: str) -> None:
         cpu_bank.add(e)
         k, v, latent = e.k.to(cuda), e.v.to(cuda), e.latent.to(cuda)
         gpu_bank.add(BankEntry(e.frame_index, e.descriptor, k, v, latent))
-        k.zero_(), v.zero_(), latent.zero_()  # stream order: the bank's copies were taken first
+        del k, v, latent  # the bank copies them on its own stream and holds them until then:
+        junk = [torch.full_like(t, 7.0, device=cuda) for t in (e.k, e.v, e.latent)]  # reuse their memory
         for picks in PICKS:
             picks = [p for p in picks if p < len(cpu_bank)]
             gpu_bank.prefetch(picks)
@@ -334,9 +335,11 @@ def test_cuda_tiers_match_cpu(tmp_path: Path, fmt: str) -> None:
             assert all(k.is_cuda for layer in got for k, _ in layer)
             got = [[(k.cpu(), v.cpu()) for k, v in layer] for layer in got]
             assert_same_kv(got, cpu_bank.layer_kv(picks, torch.bfloat16, CPU, torch.float32))
+        del junk
     gpu_bank.flush()
     stats = gpu_bank.stats()
     assert stats["spills"] > 0 and stats["reloads_disk_to_ram"] > 0 and stats["gpu_entries"] <= 3
+    assert stats["pinned_ready_hits"] > 0  # buffers made ahead on the thread were used
     assert all(t.is_pinned() for p in gpu_bank._ram.values() for t in p.tensors.values())
     for a, b in zip(gpu_bank.entries, cpu_bank.entries, strict=True):
         assert torch.equal(a.k, b.k) and torch.equal(a.latent, b.latent)
@@ -393,3 +396,23 @@ def test_disk_gb_too_small_for_the_checkpoint_interval(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="checkpoint"):
         bank.add(make_entry(0))
     bank.close()
+
+
+@pytest.mark.gpu
+def test_pinned_spares_hand_out_ready_buffers_of_the_asked_shapes() -> None:
+    from dysink_cli.engine.memory.pinned import PinnedSpares
+
+    like = {"k": torch.zeros(3, 5, dtype=torch.bfloat16), "latent": torch.zeros(2, dtype=torch.float32)}
+    spares = PinnedSpares(spares=2)
+    assert spares.take(like) is None  # the first ask starts the thread
+    deadline = time.monotonic() + 10
+    got = None
+    while got is None and time.monotonic() < deadline:
+        got = spares.take(like)
+        time.sleep(0.01)
+    assert got is not None and set(got) == {"k", "latent"}
+    assert all(got[n].shape == like[n].shape and got[n].dtype == like[n].dtype for n in like)
+    assert all(t.is_pinned() for t in got.values())
+    assert spares.take({"k": torch.zeros(4, 5, dtype=torch.bfloat16)}) is None  # new shapes: a miss
+    spares.close()
+    assert spares._thread is None

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from dysink_cli.engine.memory.persistence import BankPersistence
+from dysink_cli.engine.memory.pinned import PinnedSpares
 from dysink_cli.engine.memory.store import (
     DeviceKV,
     DeviceLoader,
@@ -77,6 +78,8 @@ class MemoryBank(BankPersistence):
         self.ram_budget = float("inf") if work_dir is None else ram_gb * 1e9
         self.disk_budget = float("inf") if work_dir is None else disk_gb * 1e9
         self.pin = self.device.type == "cuda"
+        self._store_stream = torch.cuda.Stream(self.device) if self.pin else None  # device-to-host copies
+        self._spares = PinnedSpares() if self.pin else None  # pinned buffers made ahead on a thread
         self.checkpoint_blocks = checkpoint_blocks
         self._largest_entry = 0
         # index: always complete
@@ -121,8 +124,10 @@ class MemoryBank(BankPersistence):
         return sum(self._nbytes.values())
 
     def add(self, entry: BankEntry) -> None:
-        """Store an entry (copied to host RAM), then apply the caps and the RAM budget."""
-        payload = encode_entry(entry.k, entry.v, entry.latent, self.dtype, self.pin)
+        """Store an entry (copied to host RAM), then apply the caps and the RAM budget. The entry's
+        tensors are the bank's from now on (on CUDA they are copied on a side stream): pass copies
+        (KVCache.last_tokens) and do not write into them."""
+        payload = self._encode(entry.k, entry.v, entry.latent)
         if payload.nbytes > self.disk_budget:
             raise ConfigError(
                 f"bank.disk_gb = {self.disk_budget / 1e9:g} is smaller than one entry "
@@ -145,6 +150,9 @@ class MemoryBank(BankPersistence):
         self._ram_put(eid, payload)
         self._apply_caps()
         self._spill_over_budget()
+
+    def _encode(self, k: Tensor, v: Tensor, latent: Tensor) -> Payload:
+        return encode_entry(k, v, latent, self.dtype, self.pin, self._store_stream, self._spares)
 
     @property
     def needs_checkpoint(self) -> bool:
@@ -335,7 +343,7 @@ class MemoryBank(BankPersistence):
         """New K/V for an entry (prompt-switch re-cache); descriptor and latent stay."""
         eid = self._ids[position]
         latent = self._payload(eid).tensors["latent"]
-        payload = encode_entry(k, v, latent, self.dtype, self.pin)
+        payload = self._encode(k, v, latent)
         self._drop_copies(eid)
         self._version[eid] += 1
         file = self._files.pop(eid, None)
@@ -370,6 +378,8 @@ class MemoryBank(BankPersistence):
             "pending_bytes": sum(p.nbytes for _, p in pending),
             "disk_entries": len(self._files),
             "disk_bytes": sum(f.nbytes for f in self._files.values()) + sum(self._deferred.values()),
+            "pinned_ready_hits": self._spares.hits if self._spares else 0,
+            "pinned_ready_misses": self._spares.misses if self._spares else 0,
         }
 
     def close(self) -> None:
@@ -381,3 +391,5 @@ class MemoryBank(BankPersistence):
             for future in self._loading.values():
                 future.exception()
             self._loader.close()
+            if self._spares is not None:
+                self._spares.close()

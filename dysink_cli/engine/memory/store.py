@@ -95,15 +95,22 @@ def dequantize_fp8(q: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
     return (q.float() * scale.view((-1,) + (1,) * (q.dim() - 1))).to(dtype)
 
 
-def _to_host(t: Tensor, pin: bool) -> Tensor:
+def _to_host(t: Tensor, pin: bool, into: Tensor | None = None) -> Tensor:
     if t.device.type == "cpu":
         return t.pin_memory() if pin and not t.is_pinned() else t.contiguous()
-    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=pin)
+    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=pin) if into is None else into
     return host.copy_(t, non_blocking=pin)
 
 
-def encode_entry(k: Tensor, v: Tensor, latent: Tensor, fmt: str, pin: bool) -> Payload:
-    """Payload in host memory (pinned when `pin`); fp8 quantizes on the source device first."""
+def encode_entry(
+    k: Tensor, v: Tensor, latent: Tensor, fmt: str, pin: bool, stream: Any = None, spares: Any = None
+) -> Payload:
+    """Payload in host memory (pinned when `pin`); fp8 quantizes on the source device first.
+
+    `stream` (CUDA): the device-to-host copies run there, after the work queued so far on the current
+    stream, so the next block's kernels do not wait behind them; `Payload.ready` marks their end and
+    the source tensors are held for that stream until then. `spares` (pinned.PinnedSpares): pinned
+    buffers made ahead on a thread, used when a set of the right shapes is ready."""
     if fmt not in KV_FORMATS:
         raise ValueError(f"bank dtype {fmt!r} is not one of {KV_FORMATS}")
     if fmt == "fp8":
@@ -112,12 +119,19 @@ def encode_entry(k: Tensor, v: Tensor, latent: Tensor, fmt: str, pin: bool) -> P
     else:
         tensors = {"k": k, "v": v}
     tensors["latent"] = latent.detach()
-    source_on_cuda = any(t.device.type == "cuda" for t in tensors.values())
-    host = {name: _to_host(t, pin) for name, t in tensors.items()}
-    ready = None
-    if source_on_cuda:
+    on_cuda = {name for name, t in tensors.items() if t.device.type == "cuda"}
+    if not on_cuda:
+        return Payload({name: _to_host(t, pin) for name, t in tensors.items()}, k.dtype)
+    into = spares.take({n: tensors[n] for n in on_cuda}) if spares is not None and pin else None
+    if stream is None:
+        stream = torch.cuda.current_stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        host = {name: _to_host(t, pin, into and into.get(name)) for name, t in tensors.items()}
+        for name in on_cuda:
+            tensors[name].record_stream(stream)
         ready = torch.cuda.Event()
-        ready.record()
+        ready.record(stream)
     return Payload(host, k.dtype, ready)
 
 
