@@ -88,6 +88,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         bank = MemoryBank(work_dir=tmp, ram_gb=args.ram_gb, disk_gb=200.0, dtype=args.dtype, device=dev)
+        if hasattr(bank, "reserve_pinned"):  # as the render's warm-up does (absent from older trees)
+            bank.reserve_pinned(shape, torch.bfloat16)
         for i in range(args.blocks):
             torch.cuda.synchronize()
             t0 = time.perf_counter()

@@ -321,6 +321,8 @@ def test_cuda_tiers_match_cpu(tmp_path: Path, fmt: str) -> None:
     gpu_bank = MemoryBank(
         work_dir=tmp_path, ram_gb=1.5 * entry_bytes() / 1e9, gpu_entries=1, dtype=fmt, device=cuda
     )
+    first = make_entry(0)
+    gpu_bank.reserve_pinned(tuple(first.k.shape), first.k.dtype)
     for i in range(8):
         e = make_entry(i)
         cpu_bank.add(e)
@@ -398,21 +400,41 @@ def test_disk_gb_too_small_for_the_checkpoint_interval(tmp_path: Path) -> None:
     bank.close()
 
 
-@pytest.mark.gpu
-def test_pinned_spares_hand_out_ready_buffers_of_the_asked_shapes() -> None:
-    from dysink_cli.engine.memory.pinned import PinnedSpares
+@pytest.mark.parametrize("fmt", ["same", "fp8"])
+def test_kv_shapes_are_the_stored_tensors_shapes(fmt: str) -> None:
+    e = make_entry(0)
+    stored = bank_store.entry_tensors(e.k, e.v, e.latent, fmt)
+    want = {n: (tuple(stored[n].shape), stored[n].dtype) for n in ("k", "v")}
+    assert bank_store.kv_shapes(tuple(e.k.shape), e.k.dtype, fmt) == want
 
-    like = {"k": torch.zeros(3, 5, dtype=torch.bfloat16), "latent": torch.zeros(2, dtype=torch.float32)}
-    spares = PinnedSpares(spares=2)
-    assert spares.take(like) is None  # the first ask starts the thread
-    deadline = time.monotonic() + 10
-    got = None
+
+def _ready_set(spares, like: dict[str, Tensor]) -> dict[str, Tensor] | None:  # noqa: ANN001
+    deadline, got = time.monotonic() + 10, None
     while got is None and time.monotonic() < deadline:
         got = spares.take(like)
         time.sleep(0.01)
-    assert got is not None and set(got) == {"k", "latent"}
+    return got
+
+
+@pytest.mark.gpu
+def test_pinned_spares_hand_out_ready_buffers_of_the_asked_shapes() -> None:
+    from dysink_cli.engine.memory.pinned import PinnedSpares, shapes_of
+
+    like = {"k": torch.zeros(3, 5, dtype=torch.bfloat16), "v": torch.zeros(3, 5, dtype=torch.bfloat16)}
+    spares = PinnedSpares(spares=2)
+    assert spares.take(like) is None  # the first ask starts the thread
+    got = _ready_set(spares, like)
+    assert got is not None and set(got) == {"k", "v"}
     assert all(got[n].shape == like[n].shape and got[n].dtype == like[n].dtype for n in like)
     assert all(t.is_pinned() for t in got.values())
     assert spares.take({"k": torch.zeros(4, 5, dtype=torch.bfloat16)}) is None  # new shapes: a miss
+    spares.reserve(shapes_of(like), sets=6)  # the RAM tier's worth, made ahead
+    deadline = time.monotonic() + 10
+    while len(spares._ready) < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(spares._ready) == 6
+    taken = [spares.take(like) for _ in range(6)]
+    assert all(t is not None for t in taken)
+    assert spares._target == 2  # then only `spares` sets are kept ready
     spares.close()
-    assert spares._thread is None
+    assert spares._thread is None and not spares._ready

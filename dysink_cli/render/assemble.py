@@ -126,10 +126,7 @@ def warm_up(gen: BlockGenerator, nets: Networks, top_k: int) -> None:
     if gen.memory is not None and nets.pe is not None:
         describe_frames(frames_for_descriptor(frames)[0], nets.pe)  # PE-Core's kernels
         shape = scratch.k[:, :, : fpb * gen.tokens_per_frame].shape
-        # K and V of the first bank entry reuse these two blocks (host allocator cache); both
-        # are held at once, else the second allocation would only reuse the first
-        pinned = [torch.empty(shape, dtype=scratch.k.dtype, pin_memory=True) for _ in range(2)]
-        del pinned
+        gen.memory.bank.reserve_pinned(tuple(shape), scratch.k.dtype)  # pinned on a thread from now on
         _warm_up_merge(nets, shape[1:], top_k, device, dtype)
     torch.cuda.synchronize()
 

@@ -10,6 +10,7 @@ Eviction policy: see EVICTION_POLICY.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -28,6 +29,7 @@ from dysink_cli.engine.memory.store import (
     SpillWriter,
     decode_kv,
     encode_entry,
+    kv_shapes,
     open_work_dir,
     read_entry,
 )
@@ -37,6 +39,7 @@ from dysink_cli.errors import ConfigError
 __all__ = ["EVICTION_POLICY", "BankEntry", "MemoryBank"]
 
 log = logging.getLogger(__name__)
+MAX_RESERVED_ENTRIES = 32  # reserve_pinned's cap on sets pinned ahead (a large bank.ram_gb fills later)
 
 
 class BankEntries(Sequence[BankEntry]):
@@ -150,6 +153,19 @@ class MemoryBank(BankPersistence):
         self._ram_put(eid, payload)
         self._apply_caps()
         self._spill_over_budget()
+
+    def reserve_pinned(self, kv_shape: tuple[int, ...], kv_dtype: torch.dtype) -> None:
+        """CUDA: start pinning the K/V host buffers of the entries the RAM tier will hold (plus
+        two), on a thread, so that storing the first blocks pins nothing on the render thread."""
+        if self._spares is None:
+            return
+        shapes = kv_shapes(kv_shape, kv_dtype, self.dtype)
+        entry_bytes = sum(math.prod(shape) * dtype.itemsize for shape, dtype in shapes.values())
+        ram_entries = 0 if math.isinf(self.ram_budget) else int(self.ram_budget // entry_bytes)
+        self._spares.reserve(
+            tuple((n, shape, dtype) for n, (shape, dtype) in sorted(shapes.items())),
+            min(ram_entries, MAX_RESERVED_ENTRIES) + self._spares.spares,
+        )
 
     def _encode(self, k: Tensor, v: Tensor, latent: Tensor) -> Payload:
         return encode_entry(k, v, latent, self.dtype, self.pin, self._store_stream, self._spares)

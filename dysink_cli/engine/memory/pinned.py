@@ -1,17 +1,18 @@
 """Pinned host buffers made ahead of need, on a thread (CUDA banks only).
 
-Pinning fresh host memory costs ~0.6 ms per MB (measured: 227-262 ms for one 0.43 GB K or V on the
-H200 box), and until the bank's RAM tier is full every stored block needs new buffers, so storing
-a full-size block spent ~0.5 s in `torch.empty(pin_memory=True)` on the render thread. `PinnedSpares`
-keeps `spares` sets of buffers shaped like the last entry ready on a thread; a set that was taken is
-replaced in the background (from torch's caching host allocator when entries have been freed, else
-by a fresh allocation). A take that finds none ready returns None and the caller allocates.
+Pinning fresh host memory costs ~0.55 ms per MB (measured: 227-262 ms for one 0.43 GB K or V on the
+H200 box), and until the bank's RAM tier is full every stored block needs new buffers: storing a
+full-size block spent ~0.5 s in `torch.empty(pin_memory=True)` on the render thread. `PinnedSpares`
+makes sets of buffers shaped like the bank's entries on a thread: `reserve` starts the sets the RAM
+tier will fill (called while the render warms up), then `spares` sets are kept ready (refilled from
+torch's caching host allocator once entries leave RAM). A take that finds none ready returns None
+and the caller allocates.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
+from collections import deque
 
 import torch
 from torch import Tensor
@@ -24,56 +25,66 @@ def shapes_of(tensors: dict[str, Tensor]) -> Shapes:
 
 
 class PinnedSpares:
-    """Ready sets of pinned buffers for entries shaped like the last one asked for."""
+    """Ready sets of pinned buffers for entries of one set of shapes."""
 
     def __init__(self, spares: int = 2) -> None:
         self.spares = spares
         self._shapes: Shapes | None = None
-        self._ready: queue.Queue[dict[str, Tensor]] = queue.Queue(maxsize=spares)
-        self._stop = threading.Event()
+        self._ready: deque[dict[str, Tensor]] = deque()
+        self._cond = threading.Condition()
+        self._target = spares
+        self._stop = False
         self._thread: threading.Thread | None = None
         self.hits = self.misses = 0
+
+    def reserve(self, shapes: Shapes, sets: int) -> None:
+        """Start making `sets` sets now (then keep `spares` ready as they are taken)."""
+        self._restart(shapes, max(sets, self.spares))
 
     def take(self, tensors: dict[str, Tensor]) -> dict[str, Tensor] | None:
         """Pinned buffers shaped like `tensors` if a set is ready, else None (allocate them yourself)."""
         shapes = shapes_of(tensors)
         if shapes != self._shapes:
-            self._restart(shapes)
+            self._restart(shapes, self.spares)
             self.misses += 1
             return None
-        try:
-            bufs = self._ready.get_nowait()
-        except queue.Empty:
+        with self._cond:
+            self._target = max(self.spares, self._target - 1)
+            bufs = self._ready.popleft() if self._ready else None
+            self._cond.notify_all()
+        if bufs is None:
             self.misses += 1
-            return None
-        self.hits += 1
+        else:
+            self.hits += 1
         return bufs
 
-    def _restart(self, shapes: Shapes) -> None:
+    def _restart(self, shapes: Shapes, target: int) -> None:
         self.close()
-        self._shapes, self._stop = shapes, threading.Event()
-        self._ready = queue.Queue(maxsize=self.spares)
-        self._thread = threading.Thread(
-            target=self._fill, args=(shapes, self._ready, self._stop), name="dysink-bank-pinned", daemon=True
-        )
+        self._shapes, self._target, self._stop = shapes, target, False
+        self._thread = threading.Thread(target=self._fill, name="dysink-bank-pinned", daemon=True)
         self._thread.start()
 
-    @staticmethod
-    def _fill(shapes: Shapes, ready: queue.Queue[dict[str, Tensor]], stop: threading.Event) -> None:
-        while not stop.is_set():
+    def _fill(self) -> None:
+        shapes = self._shapes
+        assert shapes is not None
+        while True:
+            with self._cond:
+                while not self._stop and len(self._ready) >= self._target:
+                    self._cond.wait()
+                if self._stop:
+                    return
             bufs = {name: torch.empty(shape, dtype=dtype, pin_memory=True) for name, shape, dtype in shapes}
-            while not stop.is_set():
-                try:
-                    ready.put(bufs, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+            with self._cond:
+                if self._stop:
+                    return
+                self._ready.append(bufs)
 
     def close(self) -> None:
-        """Stop the thread; the buffers not taken go back to torch's caching host allocator."""
+        """Stop the thread; the sets not taken go back to torch's caching host allocator."""
         if self._thread is not None:
-            self._stop.set()
+            with self._cond:
+                self._stop = True
+                self._cond.notify_all()
             self._thread.join()
             self._thread = None
-        while not self._ready.empty():
-            self._ready.get_nowait()
+        self._ready.clear()

@@ -102,6 +102,27 @@ def _to_host(t: Tensor, pin: bool, into: Tensor | None = None) -> Tensor:
     return host.copy_(t, non_blocking=pin)
 
 
+def entry_tensors(k: Tensor, v: Tensor, latent: Tensor, fmt: str) -> dict[str, Tensor]:
+    """The tensors an entry stores in format `fmt` (fp8: quantized K/V and their per-layer scales)."""
+    if fmt not in KV_FORMATS:
+        raise ValueError(f"bank dtype {fmt!r} is not one of {KV_FORMATS}")
+    if fmt == "fp8":
+        (qk, sk), (qv, sv) = quantize_fp8(k), quantize_fp8(v)
+        tensors = {"k": qk, "v": qv, "k_scale": sk, "v_scale": sv}
+    else:
+        tensors = {"k": k, "v": v}
+    tensors["latent"] = latent.detach()
+    return tensors
+
+
+def kv_shapes(
+    kv_shape: tuple[int, ...], kv_dtype: torch.dtype, fmt: str
+) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """Shape and dtype of the stored K and V (`entry_tensors`) without making them."""
+    stored = FP8 if fmt == "fp8" else kv_dtype
+    return {"k": (tuple(kv_shape), stored), "v": (tuple(kv_shape), stored)}
+
+
 def encode_entry(
     k: Tensor, v: Tensor, latent: Tensor, fmt: str, pin: bool, stream: Any = None, spares: Any = None
 ) -> Payload:
@@ -111,18 +132,12 @@ def encode_entry(
     stream, so the next block's kernels do not wait behind them; `Payload.ready` marks their end and
     the source tensors are held for that stream until then. `spares` (pinned.PinnedSpares): pinned
     buffers made ahead on a thread, used when a set of the right shapes is ready."""
-    if fmt not in KV_FORMATS:
-        raise ValueError(f"bank dtype {fmt!r} is not one of {KV_FORMATS}")
-    if fmt == "fp8":
-        (qk, sk), (qv, sv) = quantize_fp8(k), quantize_fp8(v)
-        tensors = {"k": qk, "v": qv, "k_scale": sk, "v_scale": sv}
-    else:
-        tensors = {"k": k, "v": v}
-    tensors["latent"] = latent.detach()
+    tensors = entry_tensors(k, v, latent, fmt)
     on_cuda = {name for name, t in tensors.items() if t.device.type == "cuda"}
     if not on_cuda:
         return Payload({name: _to_host(t, pin) for name, t in tensors.items()}, k.dtype)
-    into = spares.take({n: tensors[n] for n in on_cuda}) if spares is not None and pin else None
+    big = {n: tensors[n] for n in ("k", "v") if n in on_cuda}  # the latent and scales are small
+    into = spares.take(big) if spares is not None and pin and big else None
     if stream is None:
         stream = torch.cuda.current_stream()
     stream.wait_stream(torch.cuda.current_stream())
