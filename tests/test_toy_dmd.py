@@ -12,7 +12,7 @@ from dysink_cli.model.rope import wan_frequencies
 from dysink_cli.toy.data import Layout
 from dysink_cli.toy.models import new_toy_networks
 from dysink_cli.toy.profiles import PROFILES
-from dysink_cli.toy.train_dit import Blocks, Schedule, rolled_out_context
+from dysink_cli.toy.train_dit import Blocks, Schedule
 from dysink_cli.toy.train_dmd import DmdCritics, dmd_loss
 from dysink_cli.toy.trainer import Trainer
 
@@ -54,25 +54,6 @@ def test_the_generator_moves_only_where_the_critics_disagree() -> None:
             p.add_(0.01 * torch.randn_like(p))
     assert _generator_grad(dit, critics, sink) > 0.0
     assert _generator_grad(dit, critics, Layout(1, 0, "none", 0, True)) > 0.0  # an opening too
-
-
-def test_own_context_from_noise_ignores_the_ground_truth() -> None:
-    """The dmd stage's own context drawn from pure noise is the generator's alone (as at inference);
-    drawn from the truth partly noised, it still follows the truth."""
-    dit = new_toy_networks(MICRO.configs, seed=2).dit
-    torch.nn.init.normal_(dit.head.head.weight, std=0.02)
-    freqs = wan_frequencies(dit.cfg.head_dim, dit.cfg.rope_theta)
-    b, _ = _blocks(dit, Layout(3, 2, "memory", 1, False))
-    other = Blocks(b.layout, b.chain + 1.0, b.far + 1.0, b.chain_starts, b.far_starts, b.text_kv)
-
-    def context(blocks: Blocks, from_noise: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        draw = (Schedule.shipped(), torch.Generator().manual_seed(3), random.Random(4))
-        chain, far = rolled_out_context(dit, blocks, freqs, *draw, from_noise=from_noise)
-        return chain[:, :-1], far
-
-    for mine, theirs in zip(context(b, True), context(other, True), strict=True):
-        assert torch.equal(mine, theirs)
-    assert not torch.equal(context(b, False)[0], context(other, False)[0])
 
 
 def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:

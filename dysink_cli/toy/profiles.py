@@ -15,7 +15,7 @@ from dysink_cli.toy.models import TEXT_LEN, TOY, ToyConfigs
 
 STAGES = ("vae", "pe", "words", "dit", "sf", "text", "dmd")
 TEXT_STEPS = 720  # the "text" stage: openings of videos, where only the prompt tells the theme
-DMD_MINUTES = 7.0  # the "dmd" stage: distribution matching of the 4-step sampler (toy/train_dmd.py)
+DMD_MINUTES = 2.0  # the "dmd" stage: distribution matching of the 4-step sampler (toy/train_dmd.py)
 WORDS_STEPS = 2500  # the "words" stage: ~900 steps to learn the theme words, then a margin
 
 

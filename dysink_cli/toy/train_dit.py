@@ -190,11 +190,9 @@ def rolled_out_context(
     schedule: Schedule,
     generator: torch.Generator,
     rng: random.Random,
-    from_noise: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     """The model's own versions of the context blocks, block after block (no grad): each from its
-    ground truth noised to a random sampler step (`from_noise`: from pure noise, the whole chain, as
-    at inference), attending to the blocks generated before it."""
+    ground truth noised to a random sampler step, attending to the blocks generated before it."""
     lay, rows = b.layout, b.chain.shape[0]
     far = None
     if b.far is not None:
@@ -202,7 +200,7 @@ def rolled_out_context(
         flat = denoise_from(
             dit,
             b.far.flatten(0, 1),
-            0 if from_noise else rng.randrange(2, 4),
+            rng.randrange(2, 4),
             text,
             b.far_starts.flatten(),
             freqs,
@@ -220,7 +218,7 @@ def rolled_out_context(
     for j in range(lay.chain_blocks - 1):
         ctx = join_context([sink_kv, *clean[max(0, j - lay.window_blocks) : j]])
         starts = b.chain_starts + FRAMES_PER_BLOCK * j
-        step = 0 if from_noise else rng.randrange(2, 4) if j == 0 else rng.randrange(1, 4)
+        step = rng.randrange(2, 4) if j == 0 else rng.randrange(1, 4)
         chain[:, j] = denoise_from(
             dit, b.chain[:, j], step, b.text_kv, starts, freqs, ctx, schedule, generator
         )

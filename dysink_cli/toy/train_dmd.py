@@ -8,11 +8,7 @@ teacher ("real": the DiT before this stage) and a "fake" copy that keeps learnin
 own outputs by flow matching. Where they disagree, x^ is off the data distribution; their x0
 difference, normalised by |x^ - real x0|, is the gradient (DMD, Yin et al. 2024). The generator runs
 the shipped chain from noise with the block's clean context, its gradient taken at one random exit
-step (every step learns to end the chain). In OWN_CONTEXT_PROBABILITY of the steps the context blocks
-are the generator's own (train_dit.rolled_out_context: half of them from pure noise, half from
-the truth partly noised), as at inference, where every block continues
-blocks the model drew (Self-Forcing's point); the critics judge the block on that same context. No
-classifier-free guidance: the toy was trained without
+step (every step learns to end the chain). No classifier-free guidance: the toy was trained without
 dropping the prompt, so the real score is the conditional one.
 """
 
@@ -30,15 +26,7 @@ from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.rope import RopeFrequencies
 from dysink_cli.toy.data import FRAMES_PER_BLOCK
 from dysink_cli.toy.dit_context import LayerKV, dit_call
-from dysink_cli.toy.train_dit import (
-    Blocks,
-    Schedule,
-    _rows,
-    context_kv,
-    gaussian,
-    noisy_context,
-    rolled_out_context,
-)
+from dysink_cli.toy.train_dit import Blocks, Schedule, _rows, context_kv, gaussian, noisy_context
 
 
 class DmdCritics:
@@ -71,7 +59,6 @@ class DmdCritics:
 
 SIGMA_INDEX_RANGE = (20, 980)  # DMD's noise levels: the training table without its two ends
 MIN_NORMALISER = 1e-3
-OWN_CONTEXT_PROBABILITY = 0.5  # steps whose context blocks the generator drew itself
 
 
 def last_block_context(net: WanDiT, b: Blocks, text_kv: LayerKV, freqs: RopeFrequencies) -> LayerKV | None:
@@ -119,11 +106,6 @@ def dmd_loss(
 
     `embeds`: the text encoder's output for the batch's captions (each DiT embeds it itself)."""
     teacher, fake = critics.nets["teacher"], critics.nets["fake"]
-    own = b.layout.chain_blocks > 1 and rng.random() < OWN_CONTEXT_PROBABILITY
-    if own:
-        from_noise = rng.random() < 0.5
-        chain, far = rolled_out_context(dit, b, freqs, schedule, generator, rng, from_noise)
-        b = replace(b, chain=chain, far=far)
     starts = b.chain_starts + FRAMES_PER_BLOCK * (b.layout.chain_blocks - 1)
     with torch.no_grad():
         real_text = teacher.encode_text(embeds)
@@ -149,5 +131,5 @@ def dmd_loss(
     truth_mse = (clean - b.chain[:, -1]).square().mean()
     return generator_loss + fake_loss, {
         "dmd": generator_loss.item(), "fake_flow_mse": fake_loss.item(), "exit_step": float(exit_step),
-        "x0_mse_to_truth": truth_mse.item(), "x0_std": clean.std().item(), "own_context": float(own),
+        "x0_mse_to_truth": truth_mse.item(), "x0_std": clean.std().item(),
     }  # fmt: skip
