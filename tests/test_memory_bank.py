@@ -408,6 +408,15 @@ def test_kv_shapes_are_the_stored_tensors_shapes(fmt: str) -> None:
     assert bank_store.kv_shapes(tuple(e.k.shape), e.k.dtype, fmt) == want
 
 
+def test_sets_to_reserve_follow_the_ram_tier() -> None:
+    from dysink_cli.engine.memory.pinned import MAX_RESERVED_SETS, sets_to_reserve
+
+    assert sets_to_reserve(8e9, 862_000_000, 2) == 9 + 2  # 8 GB holds nine 0.86 GB entries
+    assert sets_to_reserve(0.5e9, 862_000_000, 2) == 2  # smaller than one entry: the spares only
+    assert sets_to_reserve(float("inf"), 862_000_000, 2) == 2  # no work folder: nothing ahead
+    assert sets_to_reserve(1e15, 1, 2) == MAX_RESERVED_SETS + 2
+
+
 def _ready_set(spares, like: dict[str, Tensor]) -> dict[str, Tensor] | None:  # noqa: ANN001
     deadline, got = time.monotonic() + 10, None
     while got is None and time.monotonic() < deadline:

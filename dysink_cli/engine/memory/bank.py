@@ -10,10 +10,9 @@ Eviction policy: see EVICTION_POLICY.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -33,29 +32,12 @@ from dysink_cli.engine.memory.store import (
     open_work_dir,
     read_entry,
 )
-from dysink_cli.engine.memory.types import COUNTERS, EVICTION_POLICY, BankEntry, DiskFile
+from dysink_cli.engine.memory.types import COUNTERS, EVICTION_POLICY, BankEntries, BankEntry, DiskFile
 from dysink_cli.errors import ConfigError
 
 __all__ = ["EVICTION_POLICY", "BankEntry", "MemoryBank"]
 
 log = logging.getLogger(__name__)
-MAX_RESERVED_ENTRIES = 32  # reserve_pinned's cap on sets pinned ahead (a large bank.ram_gb fills later)
-
-
-class BankEntries(Sequence[BankEntry]):
-    """Read-only view of the entries in bank order; each access loads the entry to CPU."""
-
-    def __init__(self, bank: MemoryBank) -> None:
-        self._bank = bank
-
-    def __len__(self) -> int:
-        return len(self._bank)
-
-    def __getitem__(self, position: int) -> BankEntry:  # type: ignore[override]
-        return self._bank.entry(position)
-
-    def __iter__(self) -> Iterator[BankEntry]:
-        return (self._bank.entry(p) for p in range(len(self._bank)))
 
 
 class MemoryBank(BankPersistence):
@@ -155,17 +137,9 @@ class MemoryBank(BankPersistence):
         self._spill_over_budget()
 
     def reserve_pinned(self, kv_shape: tuple[int, ...], kv_dtype: torch.dtype) -> None:
-        """CUDA: start pinning the K/V host buffers of the entries the RAM tier will hold (plus
-        two), on a thread, so that storing the first blocks pins nothing on the render thread."""
-        if self._spares is None:
-            return
-        shapes = kv_shapes(kv_shape, kv_dtype, self.dtype)
-        entry_bytes = sum(math.prod(shape) * dtype.itemsize for shape, dtype in shapes.values())
-        ram_entries = 0 if math.isinf(self.ram_budget) else int(self.ram_budget // entry_bytes)
-        self._spares.reserve(
-            tuple((n, shape, dtype) for n, (shape, dtype) in sorted(shapes.items())),
-            min(ram_entries, MAX_RESERVED_ENTRIES) + self._spares.spares,
-        )
+        """CUDA: pin the K/V host buffers of the entries the RAM tier will hold, on a thread from now on."""
+        if self._spares is not None:
+            self._spares.reserve_for(kv_shapes(kv_shape, kv_dtype, self.dtype), self.ram_budget)
 
     def _encode(self, k: Tensor, v: Tensor, latent: Tensor) -> Payload:
         return encode_entry(k, v, latent, self.dtype, self.pin, self._store_stream, self._spares)

@@ -11,13 +11,22 @@ and the caller allocates.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
+from typing import Any
 
 import torch
 from torch import Tensor
 
 Shapes = tuple[tuple[str, tuple[int, ...], torch.dtype], ...]
+MAX_RESERVED_SETS = 32  # sets pinned ahead at most (a larger bank.ram_gb fills the rest as it goes)
+
+
+def sets_to_reserve(ram_budget_bytes: float, set_bytes: int, spares: int) -> int:
+    """Sets to pin ahead: as many as the RAM tier holds (capped; none without a budget) plus spares."""
+    held = 0 if math.isinf(ram_budget_bytes) else int(ram_budget_bytes // set_bytes)
+    return min(held, MAX_RESERVED_SETS) + spares
 
 
 def shapes_of(tensors: dict[str, Tensor]) -> Shapes:
@@ -40,6 +49,12 @@ class PinnedSpares:
     def reserve(self, shapes: Shapes, sets: int) -> None:
         """Start making `sets` sets now (then keep `spares` ready as they are taken)."""
         self._restart(shapes, max(sets, self.spares))
+
+    def reserve_for(self, shapes: dict[str, tuple[tuple[int, ...], Any]], ram_budget_bytes: float) -> None:
+        """Reserve the sets a RAM tier of `ram_budget_bytes` holds, of these {name: (shape, dtype)}."""
+        set_bytes = sum(math.prod(shape) * dtype.itemsize for shape, dtype in shapes.values())
+        ordered = tuple((name, shape, dtype) for name, (shape, dtype) in sorted(shapes.items()))
+        self.reserve(ordered, sets_to_reserve(ram_budget_bytes, set_bytes, self.spares))
 
     def take(self, tensors: dict[str, Tensor]) -> dict[str, Tensor] | None:
         """Pinned buffers shaped like `tensors` if a set is ready, else None (allocate them yourself)."""

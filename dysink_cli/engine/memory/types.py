@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from torch import Tensor
 
@@ -50,3 +52,24 @@ class DiskFile:
     name: str
     version: int
     nbytes: int
+
+
+class EntrySource(Protocol):
+    def __len__(self) -> int: ...
+    def entry(self, position: int) -> BankEntry: ...
+
+
+class BankEntries(Sequence[BankEntry]):
+    """Read-only view of a bank's entries in bank order; each access loads the entry to CPU."""
+
+    def __init__(self, bank: EntrySource) -> None:
+        self._bank = bank
+
+    def __len__(self) -> int:
+        return len(self._bank)
+
+    def __getitem__(self, position: int) -> BankEntry:  # type: ignore[override]
+        return self._bank.entry(position)
+
+    def __iter__(self) -> Iterator[BankEntry]:
+        return (self._bank.entry(p) for p in range(len(self._bank)))
