@@ -411,10 +411,20 @@ def test_kv_shapes_are_the_stored_tensors_shapes(fmt: str) -> None:
 def test_sets_to_reserve_follow_the_ram_tier() -> None:
     from dysink_cli.engine.memory.pinned import MAX_RESERVED_SETS, sets_to_reserve
 
-    assert sets_to_reserve(8e9, 862_000_000, 2) == 9 + 2  # 8 GB holds nine 0.86 GB entries
-    assert sets_to_reserve(0.5e9, 862_000_000, 2) == 2  # smaller than one entry: the spares only
+    assert sets_to_reserve(8e9, 862_000_000, 2) == 9  # 8 GB holds nine 0.86 GB sets
+    assert sets_to_reserve(0.5e9, 862_000_000, 2) == 2  # smaller than one set: the spares only
     assert sets_to_reserve(float("inf"), 862_000_000, 2) == 2  # no work folder: nothing ahead
-    assert sets_to_reserve(1e15, 1, 2) == MAX_RESERVED_SETS + 2
+    assert sets_to_reserve(1e15, 1, 2) == MAX_RESERVED_SETS
+
+
+def test_pinned_blocks_count_as_torch_allocates_them() -> None:
+    k_bytes = 30 * 4680 * 12 * 128 * 2  # a full-size block's K in bf16: 0.43 GB
+    assert bank_store.host_block_bytes(k_bytes, pinned=True) == 2**29  # 0.54 GB pinned
+    assert bank_store.host_block_bytes(k_bytes, pinned=False) == k_bytes
+    assert bank_store.host_block_bytes(4096, pinned=True) == 4096
+    e = make_entry(0)
+    payload = bank_store.encode_entry(e.k, e.v, e.latent, "same", pin=False)
+    assert payload.host_nbytes == payload.nbytes  # nothing pinned on a CPU bank
 
 
 def _ready_set(spares, like: dict[str, Tensor]) -> dict[str, Tensor] | None:  # noqa: ANN001

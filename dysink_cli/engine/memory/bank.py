@@ -188,12 +188,12 @@ class MemoryBank(BankPersistence):
     def _ram_put(self, eid: int, payload: Payload) -> None:
         self._ram_pop(eid)
         self._ram[eid] = payload
-        self._ram_bytes += payload.nbytes
+        self._ram_bytes += payload.host_nbytes
 
     def _ram_pop(self, eid: int) -> None:
         payload = self._ram.pop(eid, None)
         if payload is not None:
-            self._ram_bytes -= payload.nbytes
+            self._ram_bytes -= payload.host_nbytes
 
     def _is_clean(self, eid: int) -> bool:
         file = self._files.get(eid)

@@ -19,14 +19,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from dysink_cli.engine.memory.store import host_block_bytes
+
 Shapes = tuple[tuple[str, tuple[int, ...], torch.dtype], ...]
 MAX_RESERVED_SETS = 32  # sets pinned ahead at most (a larger bank.ram_gb fills the rest as it goes)
 
 
 def sets_to_reserve(ram_budget_bytes: float, set_bytes: int, spares: int) -> int:
-    """Sets to pin ahead: as many as the RAM tier holds (capped; none without a budget) plus spares."""
+    """Sets to pin ahead: as many as the RAM tier holds (capped; none without a budget), at least
+    the spares. `set_bytes`: pinned bytes of one set (store.host_block_bytes of each tensor)."""
     held = 0 if math.isinf(ram_budget_bytes) else int(ram_budget_bytes // set_bytes)
-    return min(held, MAX_RESERVED_SETS) + spares
+    return max(min(held, MAX_RESERVED_SETS), spares)
 
 
 def shapes_of(tensors: dict[str, Tensor]) -> Shapes:
@@ -52,7 +55,7 @@ class PinnedSpares:
 
     def reserve_for(self, shapes: dict[str, tuple[tuple[int, ...], Any]], ram_budget_bytes: float) -> None:
         """Reserve the sets a RAM tier of `ram_budget_bytes` holds, of these {name: (shape, dtype)}."""
-        set_bytes = sum(math.prod(shape) * dtype.itemsize for shape, dtype in shapes.values())
+        set_bytes = sum(host_block_bytes(math.prod(sh) * dt.itemsize, True) for sh, dt in shapes.values())
         ordered = tuple((name, shape, dtype) for name, (shape, dtype) in sorted(shapes.items()))
         self.reserve(ordered, sets_to_reserve(ram_budget_bytes, set_bytes, self.spares))
 

@@ -41,6 +41,12 @@ _ST_SIZES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "F8_E4M3": 1, "I64": 8, "I
 ENTRY_GLOB = "entry_*.safetensors*"
 
 
+def host_block_bytes(nbytes: int, pinned: bool) -> int:
+    """Bytes a host tensor of `nbytes` occupies: torch's caching host allocator rounds a pinned block
+    up to a power of two (a 0.43 GB K or V pins 0.54 GB); pageable memory is what it holds."""
+    return 1 << (nbytes - 1).bit_length() if pinned and nbytes > 1 else nbytes
+
+
 @dataclass
 class Payload:
     """Host tensors of one entry: k, v (L, B, n, H, D) as stored, latent (B, F, C, H, W), and for
@@ -53,6 +59,11 @@ class Payload:
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+    @property
+    def host_nbytes(self) -> int:
+        """Host memory the tensors hold: pinned blocks are rounded up as torch allocates them."""
+        return sum(host_block_bytes(t.nbytes, t.is_pinned()) for t in self.tensors.values())
 
     @property
     def fmt(self) -> str:
