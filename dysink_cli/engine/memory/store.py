@@ -153,7 +153,7 @@ def encode_entry(
         stream = torch.cuda.current_stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
-        host = {name: _to_host(t, pin, into and into.get(name)) for name, t in tensors.items()}
+        host = {name: _to_host(t, pin, (into or {}).get(name)) for name, t in tensors.items()}
         for name in on_cuda:
             tensors[name].record_stream(stream)
         ready = torch.cuda.Event()
