@@ -157,3 +157,29 @@ def test_a_npy_that_is_not_uint8_frames_gets_a_one_line_error(tmp_path: Path) ->
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
     with pytest.raises(ConfigError, match="numpy cannot read it"):
         load_start(StartFrames(tmp_path / "junk.npy", "video"), 64, 48, max_blocks=1)
+
+
+@pytest.fixture(scope="module")
+def image_start(tmp_path_factory, picture: Path) -> list[np.ndarray]:
+    out = tmp_path_factory.mktemp("image") / "reference.mkv"
+    render(job(out, StartFrames(picture, "image")), lambda e: None)
+    return frames(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["self-forcing", "longlive", "dysink", "rolling-sink", "lol"])
+def test_every_policy_preset_starts_from_a_picture(
+    tmp_path: Path, picture: Path, image_start: list[np.ndarray], preset: str
+) -> None:
+    """--image through each released policy (the tiny model at its size): the render completes and
+    the picture opens it, the same first frame the tiny demo's own loop gives it."""
+    tiny = ('model.name="tiny"', "output.width=64", "output.height=48", "output.fps=16")
+    cfg = resolve_config(preset, tiny)
+    out = tmp_path / f"{preset}.mkv"
+    segments = (Segment(0.0, "a fox"),)
+    start = StartFrames(picture, "image")
+    request = RenderJob(segments, 2.0, out, cfg, seed=2, device="cpu", lossless=True, start=start)
+    render(request, lambda e: None)
+    got = frames(out)
+    assert len(got) == len(image_start) == 33
+    assert np.abs(got[0].astype(int) - image_start[0].astype(int)).max() <= 1
