@@ -48,18 +48,12 @@ def load_start(
         raise ConfigError(f"{start.flag} {start.path}: {what}", f"give the path of a {start.kind} file")
     need = frames_for_blocks(1, frames_per_block)
     try:
-        if is_array(start.path):
-            frames = read_frames_array(start.path)
-            if start.kind == "image":
-                frames = np.repeat(frames[:1], need, axis=0)
-            frames = frames[-frames_for_blocks(max_blocks, frames_per_block) :]
-        elif start.kind == "image":
-            first = next(iter(read_frames(start.path)))
+        source = read_frames_array(start.path) if is_array(start.path) else read_frames(start.path)
+        if start.kind == "image":
+            first = next(iter(source))
             frames = np.repeat(first[None], need, axis=0)  # the picture held for the first block
         else:
-            frames = np.stack(
-                deque(read_frames(start.path), maxlen=frames_for_blocks(max_blocks, frames_per_block))
-            )
+            frames = np.stack(deque(source, maxlen=frames_for_blocks(max_blocks, frames_per_block)))
     except (FfmpegError, StopIteration, ValueError) as err:
         raise ConfigError(
             f"{start.flag} {start.path} cannot be read as {start.noun}: {getattr(err, 'message', err)}",
