@@ -158,3 +158,48 @@ def test_full_size_key_set_on_meta() -> None:
     assert sum(t.numel() for t in state_dict.values()) == 126_892_531
     assert state_dict["decoder.upsamples.3.time_conv.weight"].shape == (768, 384, 3, 1, 1)
     assert len(vae.decoder_state().frames) == 32
+
+
+@pytest.mark.parametrize("frames", [1, 3, 12])
+def test_norm_silu_step_equals_norm_then_cached_conv(frames: int) -> None:
+    """The residual blocks' fused step (norm chain written after the cached frames) gives the
+    values and slot of Wan's order: SiLU(RMS_norm(x)), then the cached causal conv."""
+    from dysink_cli.model.vae_blocks import (
+        CausalHead,
+        causal_step,
+        norm_silu_step,
+        rms_norm_silu,
+        rms_norm_silu_after,
+    )
+
+    torch.manual_seed(0)
+    head = CausalHead(8, 5)
+    torch.nn.init.normal_(head[0].gamma, 1.0, 0.3)
+    x = torch.randn(1, 8, frames, 6, 7)
+    for prev in (None, torch.randn(1, 8, 1, 6, 7), torch.randn(1, 8, 2, 6, 7)):
+        fns = (rms_norm_silu, rms_norm_silu_after)
+        got, got_slot = norm_silu_step(fns, head[0], head[2], x, prev)
+        want, want_slot = causal_step(head[2], rms_norm_silu(x, head[0].gamma, head[0].scale), prev)
+        assert torch.equal(got, want) and torch.equal(got_slot, want_slot)
+
+
+@pytest.mark.gpu
+def test_compiled_fused_cache_decode_equals_unfused_on_cuda(vae: WanVAE, io: dict) -> None:
+    """On CUDA the decoder's compiled norm chains write after the cached frames in one pass; the
+    frames equal those of the compiled chains followed by a separate concatenation."""
+    from dysink_cli.model import vae_blocks
+
+    def run(fuse: bool) -> Tensor:
+        model = copy.deepcopy(vae).cuda().to(torch.bfloat16)
+        model.use_channels_last()
+        model.use_compiled_ops()
+        if not fuse:
+            unfused = torch.compile(vae_blocks.rms_norm_silu, dynamic=True)
+            for module in model.modules():
+                if hasattr(module, "fns"):
+                    module.fns = (unfused, lambda f, x, g, s: torch.cat([f, unfused(x, g, s)], dim=2))
+        z = io["latent"].cuda()
+        return torch.cat(_stream(model, z, [1, z.shape[1] - 1]), dim=1)
+
+    fused, unfused = run(True), run(False)
+    assert torch.equal(fused, unfused), f"max |diff| {(fused - unfused).abs().max().item():.3g}"

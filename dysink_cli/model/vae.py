@@ -21,6 +21,7 @@ from dysink_cli.model.config import VAEConfig
 from dysink_cli.model.vae_blocks import (
     AttentionBlock,
     CausalConv3d,
+    CausalHead,
     Resample,
     ResidualBlock,
     RMS_norm,
@@ -28,6 +29,7 @@ from dysink_cli.model.vae_blocks import (
     causal_step,
     rms_norm,
     rms_norm_silu,
+    rms_norm_silu_after,
 )
 
 
@@ -85,7 +87,7 @@ class _CausalStack(nn.Module):
     def layers(self) -> list[tuple[str, nn.Module]]:
         out: list[tuple[str, nn.Module]] = []
         for name, child in self.named_children():
-            if isinstance(child, nn.Sequential):
+            if type(child) is nn.Sequential:
                 out += [(f"{name}.{i}", layer) for i, layer in child.named_children()]
             else:
                 out.append((name, child))
@@ -98,7 +100,7 @@ class _CausalStack(nn.Module):
         for name, layer in self.layers():
             if isinstance(layer, CausalConv3d):
                 convs.append(name)
-            elif isinstance(layer, ResidualBlock):
+            elif isinstance(layer, ResidualBlock | CausalHead):
                 convs += [f"{name}.{slot}" for slot in layer.SLOTS]
             elif isinstance(layer, Resample) and layer.mode.endswith("3d"):
                 convs.append(f"{name}.time_conv")
@@ -117,6 +119,8 @@ class _CausalStack(nn.Module):
             elif isinstance(layer, ResidualBlock):
                 a, b = (f"{name}.{slot}" for slot in layer.SLOTS)
                 x, (new_frames[a], new_frames[b]) = layer(x, (frames[a], frames[b]))
+            elif isinstance(layer, CausalHead):
+                x, new_frames[f"{name}.2"] = layer.step(x, frames[f"{name}.2"])
             elif isinstance(layer, Resample) and layer.mode == "upsample3d":
                 k = f"{name}.time_conv"
                 x, new_frames[k], seen[k] = layer.upsample3d(x, frames[k], first_chunk_seen[k])
@@ -130,12 +134,6 @@ class _CausalStack(nn.Module):
 
 def _middle(dim: int) -> nn.Sequential:
     return nn.Sequential(ResidualBlock(dim, dim), AttentionBlock(dim), ResidualBlock(dim, dim))
-
-
-def _head(in_dim: int, out_dim: int) -> nn.Sequential:
-    return nn.Sequential(
-        RMS_norm(in_dim, images=False), nn.SiLU(), CausalConv3d(in_dim, out_dim, 3, padding=1)
-    )
 
 
 class Encoder3d(_CausalStack):
@@ -158,7 +156,7 @@ class Encoder3d(_CausalStack):
                 layers.append(Resample(out_dim, mode))
         self.downsamples = nn.Sequential(*layers)
         self.middle = _middle(dims[-1])
-        self.head = _head(dims[-1], z_dim)
+        self.head = CausalHead(dims[-1], z_dim)
 
 
 class Decoder3d(_CausalStack):
@@ -183,7 +181,7 @@ class Decoder3d(_CausalStack):
                 mode = "upsample3d" if temperal_upsample[i] else "upsample2d"
                 layers.append(Resample(out_dim, mode))
         self.upsamples = nn.Sequential(*layers)
-        self.head = _head(dims[-1], 3)
+        self.head = CausalHead(dims[-1], 3)
 
 
 def _check_config(cfg: VAEConfig) -> None:
@@ -229,12 +227,13 @@ class WanVAE(nn.Module):
 
     def use_compiled_ops(self) -> None:
         """Fuse the RMS_norm (+ SiLU) chains with torch.compile (CUDA); same math, one pass each."""
-        norm, norm_silu = compiled(rms_norm, dynamic=True), compiled(rms_norm_silu, dynamic=True)
+        norm = compiled(rms_norm, dynamic=True)
+        fns = (compiled(rms_norm_silu, dynamic=True), compiled(rms_norm_silu_after, dynamic=True))
         for module in self.modules():
             if isinstance(module, RMS_norm):
                 module.fn = norm
-            elif isinstance(module, ResidualBlock):
-                module.norm_silu = norm_silu
+            elif isinstance(module, ResidualBlock | CausalHead):
+                module.fns = fns
 
     def use_channels_last(self) -> None:
         """Run the decoder on channels-last activations and weights (CUDA: cuDNN's convolutions

@@ -43,6 +43,10 @@ class CausalConv3d(nn.Conv3d):
             front.insert(0, zeros)  # [B, C, missing, H, W]
         return super().forward(torch.cat([*front, x], dim=2))
 
+    def padded_forward(self, x: Tensor) -> Tensor:
+        """The convolution of an input that already carries its front frames."""
+        return super().forward(x)
+
 
 def memory_format(x: Tensor) -> torch.memory_format:
     """channels_last_3d for a video in that layout (WanVAE.use_channels_last), else contiguous."""
@@ -79,6 +83,28 @@ def rms_norm_silu(x: Tensor, gamma: Tensor, scale: float) -> Tensor:
     return F.silu(rms_norm(x, gamma, scale))
 
 
+def rms_norm_silu_after(front: Tensor, x: Tensor, gamma: Tensor, scale: float) -> Tensor:
+    """cat([front, SiLU(RMS_norm(x))], time): a cached conv's padded input. Compiled, the chain
+    writes straight into the concatenation (no separate copy of the activation)."""
+    return torch.cat([front, rms_norm_silu(x, gamma, scale)], dim=2)
+
+
+NormSilu = Callable[[Tensor, Tensor, float], Tensor]
+NormSiluAfter = Callable[[Tensor, Tensor, Tensor, float], Tensor]
+
+
+def norm_silu_step(
+    fns: tuple[NormSilu, NormSiluAfter], norm: RMS_norm, conv: CausalConv3d, x: Tensor, prev: Slot
+) -> tuple[Tensor, Tensor]:
+    """`causal_step(conv, SiLU(norm(x)), prev)`, the same values. With a full cache the padded
+    input is made in one pass; its last CACHE_T frames are the new slot (Wan's rule either way)."""
+    norm_silu, norm_silu_after = fns
+    if prev is None or prev.shape[2] != conv.front_frames or conv.front_frames != CACHE_T:
+        return causal_step(conv, norm_silu(x, norm.gamma, norm.scale), prev)
+    padded = norm_silu_after(prev, x, norm.gamma, norm.scale)  # [B, C, CACHE_T + T, H, W]
+    return conv.padded_forward(padded), _copy(padded[:, :, -CACHE_T:])
+
+
 class RMS_norm(nn.Module):
     """Wan RMS_norm: x / max(||x||_2 over channels, 1e-12) * sqrt(C) * gamma; no eps, no bias.
 
@@ -113,17 +139,30 @@ class ResidualBlock(nn.Module):
             CausalConv3d(out_dim, out_dim, 3, padding=1),
         )
         self.shortcut = CausalConv3d(in_dim, out_dim, 1) if in_dim != out_dim else nn.Identity()
-        self.norm_silu: Callable[[Tensor, Tensor, float], Tensor] = rms_norm_silu  # or compiled
+        self.fns: tuple[NormSilu, NormSiluAfter] = (rms_norm_silu, rms_norm_silu_after)  # or compiled
 
     def forward(self, x: Tensor, slots: tuple[Slot, Slot]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """x [B, in, T, H, W] -> ([B, out, T, H, W], new slots of residual.2 and residual.6)."""
         h = self.shortcut(x)
-        norm1, norm2 = self.residual[0], self.residual[3]
-        x = self.norm_silu(x, norm1.gamma, norm1.scale)
-        x, first = causal_step(self.residual[2], x, slots[0])
-        x = self.norm_silu(x, norm2.gamma, norm2.scale)
-        x, second = causal_step(self.residual[6], x, slots[1])
+        x, first = norm_silu_step(self.fns, self.residual[0], self.residual[2], x, slots[0])
+        x, second = norm_silu_step(self.fns, self.residual[3], self.residual[6], x, slots[1])
         return x + h, (first, second)
+
+
+class CausalHead(nn.Sequential):
+    """Wan's head (RMS_norm, SiLU, causal conv 3), keys `head.0.gamma`, `head.2.weight`; walked as
+    one cached layer so the norm chain and the cache share one pass."""
+
+    SLOTS = ("2",)
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        conv = CausalConv3d(in_dim, out_dim, 3, padding=1)
+        super().__init__(RMS_norm(in_dim, images=False), nn.SiLU(), conv)
+        self.fns: tuple[NormSilu, NormSiluAfter] = (rms_norm_silu, rms_norm_silu_after)  # or compiled
+
+    def step(self, x: Tensor, prev: Slot) -> tuple[Tensor, Tensor]:
+        """x [B, in, T, H, W] -> ([B, out, T, H, W], the conv's new slot)."""
+        return norm_silu_step(self.fns, self[0], self[2], x, prev)
 
 
 def _per_frame(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:

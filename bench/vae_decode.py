@@ -1,0 +1,121 @@
+"""The streaming Wan VAE decode of one block against its conv floor, before/after in one run (H200).
+
+    python bench/vae_decode.py [--repeats 12]
+
+Full-size Wan VAE, random bf16 weights, channels-last, compiled norm chains, as the render runs it.
+Times (CUDA events, median) one steady-state 3-latent decode (12 frames at 832x480) and the
+reference's standalone 9-frame descriptor decode, with the norm chains written after the cached
+frames in one pass ("fused", the default) and with a separate concatenation ("unfused", the code
+before); checks that both give the same frames. The floor is the decode's convolution FLOPs
+(counted by hooks) at the bf16 GEMM rate measured here. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.forward_profile import kernel_split  # noqa: E402
+from dysink_cli.benchmarks.networks import random_networks  # noqa: E402
+from dysink_cli.model import vae_blocks  # noqa: E402
+from dysink_cli.model.vae import WanVAE  # noqa: E402
+
+
+def median_ms(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats + 2):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times[2:])
+
+
+def conv_flops(vae: WanVAE, fn) -> float:
+    """FLOPs of every convolution one call of fn runs (2 x output elements x input taps)."""
+    total = [0.0]
+
+    def hook(module: nn.Module, _inputs: object, out: torch.Tensor) -> None:
+        taps = module.in_channels // module.groups * math.prod(module.kernel_size)
+        total[0] += 2.0 * out.numel() * taps
+
+    handles = [m.register_forward_hook(hook) for m in vae.modules() if isinstance(m, nn.Conv3d | nn.Conv2d)]
+    try:
+        fn()
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0]
+
+
+def gemm_tflops(repeats: int) -> float:
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    return 2 * 8192**3 / median_ms(lambda: a @ b, repeats) / 1e9
+
+
+def set_fused(vae: WanVAE, fused: bool, compiled_fns: dict[bool, tuple]) -> None:
+    for module in vae.modules():
+        if hasattr(module, "fns") and isinstance(module, vae_blocks.ResidualBlock | vae_blocks.CausalHead):
+            module.fns = compiled_fns[fused]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=12)
+    args = parser.parse_args()
+    torch.backends.cudnn.benchmark = True
+    vae = random_networks(torch.device("cuda"), torch.bfloat16).vae
+    vae.use_channels_last()
+    vae.use_compiled_ops()
+    fused_fns = next(m.fns for m in vae.modules() if isinstance(m, vae_blocks.ResidualBlock))
+    plain = torch.compile(vae_blocks.rms_norm_silu, dynamic=True)
+
+    def plain_after(front, x, gamma, scale):
+        return torch.cat([front, plain(x, gamma, scale)], dim=2)
+
+    fns = {True: fused_fns, False: (plain, plain_after)}
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    z = torch.randn(1, 4, 16, 60, 104, device="cuda", dtype=torch.bfloat16, generator=gen)
+    result: dict[str, object] = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
+    frames: dict[bool, torch.Tensor] = {}
+    with torch.no_grad():
+        first_state = vae.decode_chunk(z[:, :1], vae.decoder_state())[1]
+        block = z[:, 1:]
+        result["conv_gflop_block"] = conv_flops(vae, lambda: vae.decode_chunk(block, first_state)) / 1e9
+        result["conv_gflop_descriptor"] = conv_flops(vae, lambda: vae.decode(block)) / 1e9
+        result["gemm_tflops"] = gemm_tflops(args.repeats)
+        result["floor_ms_block"] = result["conv_gflop_block"] / result["gemm_tflops"]
+        result["floor_ms_descriptor"] = result["conv_gflop_descriptor"] / result["gemm_tflops"]
+        for fused in (False, True, False, True):  # twice each, alternating: the second pair counts
+            set_fused(vae, fused, fns)
+            frames[fused] = vae.decode_chunk(block, first_state)[0]
+            name = "fused" if fused else "unfused"
+            result[f"{name}_block_ms"] = median_ms(lambda: vae.decode_chunk(block, first_state), args.repeats)
+            result[f"{name}_descriptor_ms"] = median_ms(lambda: vae.decode(block), args.repeats)
+        print(json.dumps(result), flush=True)
+        for fused in (False, True):
+            set_fused(vae, fused, fns)
+            print(f"kernels, {'fused' if fused else 'unfused'}:", flush=True)
+            result[f"{'fused' if fused else 'unfused'}_split_ms"] = kernel_split(
+                lambda: vae.decode_chunk(block, first_state)
+            )
+    diff = (frames[True] - frames[False]).abs().max().item()
+    result["max_abs_diff_fused_vs_unfused"] = diff
+    result["frames_identical"] = bool(torch.equal(frames[True], frames[False]))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
