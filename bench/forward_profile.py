@@ -34,6 +34,12 @@ CATEGORIES = (
     ("copy/cat", re.compile(r"copy|cat|Memcpy|memset", re.I)),
     ("norm", re.compile(r"norm", re.I)),
 )
+VAE_CATEGORIES = (  # the VAE runs no attention at block level: cuDNN kernels there are its convs
+    ("upsample", re.compile(r"upsample", re.I)),
+    ("conv", re.compile(r"cudnn|conv|implicit|winograd|fprop|xmma|sm90_|nvjet|gemm", re.I)),
+    ("copy/cat", re.compile(r"copy|cat|Memcpy|memset", re.I)),
+    ("norm/silu (triton)", re.compile(r"norm|silu|triton", re.I)),
+)
 
 
 class FixedCache:
@@ -63,7 +69,7 @@ def gpu_ms(fn, repeats: int = 8) -> float:
     return statistics.median(times[1:])
 
 
-def kernel_split(fn) -> dict[str, float]:
+def kernel_split(fn, categories=CATEGORIES) -> dict[str, float]:
     """ms per call by kernel category (one profiled call after a warm call)."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -79,7 +85,7 @@ def kernel_split(fn) -> dict[str, float]:
         if us <= 0:
             continue
         name = evt.key
-        cat = next((c for c, pat in CATEGORIES if pat.search(name)), "elementwise/other")
+        cat = next((c for c, pat in categories if pat.search(name)), "elementwise/other")
         split[cat] += us / 1000
         top.append((us / 1000, evt.count, name[:90]))
     for ms, count, name in sorted(top, reverse=True)[:18]:

@@ -96,13 +96,20 @@ NormSiluAfter = Callable[[Tensor, Tensor, Tensor, float], Tensor]
 def norm_silu_step(
     fns: tuple[NormSilu, NormSiluAfter], norm: RMS_norm, conv: CausalConv3d, x: Tensor, prev: Slot
 ) -> tuple[Tensor, Tensor]:
-    """`causal_step(conv, SiLU(norm(x)), prev)`, the same values. With a full cache the padded
-    input is made in one pass; its last CACHE_T frames are the new slot (Wan's rule either way)."""
+    """`causal_step(conv, SiLU(norm(x)), prev)`, the same values and slot, with the norm chain
+    written after the front frames (the cache, zeros where it has fewer) in one pass."""
     norm_silu, norm_silu_after = fns
-    if prev is None or prev.shape[2] != conv.front_frames or conv.front_frames != CACHE_T:
+    if conv.front_frames != CACHE_T:
         return causal_step(conv, norm_silu(x, norm.gamma, norm.scale), prev)
-    padded = norm_silu_after(prev, x, norm.gamma, norm.scale)  # [B, C, CACHE_T + T, H, W]
-    return conv.padded_forward(padded), _copy(padded[:, :, -CACHE_T:])
+    front = prev
+    if prev is None or prev.shape[2] < CACHE_T:
+        b, _, _, h, w = x.shape
+        zeros = x.new_zeros(b, x.shape[1], CACHE_T - (0 if prev is None else prev.shape[2]), h, w)
+        front = zeros.contiguous(memory_format=memory_format(x))
+        front = front if prev is None else torch.cat([front, prev], dim=2)
+    padded = norm_silu_after(front, x, norm.gamma, norm.scale)  # [B, C, CACHE_T + T, H, W]
+    kept = 1 if prev is None and x.shape[2] == 1 else CACHE_T  # Wan's rule (next_slot)
+    return conv.padded_forward(padded), _copy(padded[:, :, -kept:])
 
 
 class RMS_norm(nn.Module):
