@@ -8,7 +8,10 @@ latent and one block) and the reference's standalone descriptor decode of a bloc
 state, 9 frames), with the norm chains written after the cached frames in one pass ("fused", the
 default) and with a separate concatenation ("unfused", the code before); checks that both give the
 same frames. The floor is the decode's convolution FLOPs (counted by hooks) at the bf16 GEMM rate
-measured here. Prints one JSON line.
+measured here. Prints one JSON line. It times the tree it sits in: to time an older commit,
+`git archive C dysink_cli | tar -x -C .old`, copy bench/ there and run `.old/bench/vae_decode.py`
+(trees before c63d196 have no fused chains: one variant); `--save-frames` lets the trees' frames be
+compared.
 """
 
 from __future__ import annotations
@@ -68,19 +71,20 @@ def gemm_tflops(repeats: int) -> float:
 
 def set_fused(vae: WanVAE, fused: bool, compiled_fns: dict[bool, tuple]) -> None:
     for module in vae.modules():
-        if hasattr(module, "fns") and isinstance(module, vae_blocks.ResidualBlock | vae_blocks.CausalHead):
+        if hasattr(module, "fns"):
             module.fns = compiled_fns[fused]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=12)
+    parser.add_argument("--save-frames", help="write the decoded block's frames here (to compare trees)")
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True
     vae = random_networks(torch.device("cuda"), torch.bfloat16).vae
     vae.use_channels_last()
     vae.use_compiled_ops()
-    fused_fns = next(m.fns for m in vae.modules() if isinstance(m, vae_blocks.ResidualBlock))
+    fused_fns = next((m.fns for m in vae.modules() if hasattr(m, "fns")), None)  # None before c63d196
     plain = torch.compile(vae_blocks.rms_norm_silu, dynamic=True)
 
     def plain_after(front, x, gamma, scale):
@@ -101,22 +105,26 @@ def main() -> None:
         result["gemm_tflops"] = gemm_tflops(args.repeats)
         result["floor_ms_block"] = result["conv_gflop_block"] / result["gemm_tflops"]
         result["floor_ms_descriptor"] = result["conv_gflop_descriptor"] / result["gemm_tflops"]
-        for fused in (False, True, False, True):  # twice each, alternating: the second pair counts
+        variants = (False, True, False, True) if fused_fns else (False, False)  # the second run counts
+        for fused in variants:
             set_fused(vae, fused, fns)
             frames[fused] = vae.decode_chunk(block, first_state)[0]
             name = "fused" if fused else "unfused"
             result[f"{name}_block_ms"] = median_ms(lambda: vae.decode_chunk(block, first_state), args.repeats)
             result[f"{name}_descriptor_ms"] = median_ms(lambda: vae.decode(block), args.repeats)
         print(json.dumps(result), flush=True)
-        for fused in (False, True):
+        for fused in dict.fromkeys(variants):
             set_fused(vae, fused, fns)
             print(f"kernels, {'fused' if fused else 'unfused'}:", flush=True)
             result[f"{'fused' if fused else 'unfused'}_split_ms"] = kernel_split(
                 lambda: vae.decode_chunk(block, first_state), VAE_CATEGORIES
             )
-    diff = (frames[True] - frames[False]).abs().max().item()
-    result["max_abs_diff_fused_vs_unfused"] = diff
-    result["frames_identical"] = bool(torch.equal(frames[True], frames[False]))
+    if fused_fns:
+        diff = (frames[True] - frames[False]).abs().max().item()
+        result["max_abs_diff_fused_vs_unfused"] = diff
+        result["frames_identical"] = bool(torch.equal(frames[True], frames[False]))
+    if args.save_frames:
+        torch.save(frames[bool(fused_fns)].cpu(), args.save_frames)
     print(json.dumps(result), flush=True)
 
 

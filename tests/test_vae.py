@@ -160,6 +160,38 @@ def test_full_size_key_set_on_meta() -> None:
     assert len(vae.decoder_state().frames) == 32
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_nearest_2x_equals_interpolate_nearest_exact(channels_last: bool, dtype: torch.dtype) -> None:
+    from dysink_cli.model.vae_blocks import nearest_2x
+
+    x = torch.randn(3, 5, 4, 7).to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    ref = torch.nn.functional.interpolate(x.float(), scale_factor=(2.0, 2.0), mode="nearest-exact").to(dtype)
+    out = nearest_2x(x)
+    assert out.shape == (3, 5, 8, 14) and torch.equal(out, ref)
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert torch.equal(out[:, :, 5, 3], x[:, :, 2, 1])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_interleave_halves_is_wan_upsample3d_frame_order(channels_last: bool) -> None:
+    from dysink_cli.model.vae_blocks import interleave_halves
+
+    y = torch.randn(2, 6, 4, 5, 7)
+    if channels_last:
+        y = y.contiguous(memory_format=torch.channels_last_3d)
+    # the reference: x.view(b, 2, c, t, h, w), stack on a new axis after time, reshape
+    b, c2, t, h, w = y.shape
+    ref = y.reshape(b, 2, c2 // 2, t, h, w)
+    ref = torch.stack((ref[:, 0], ref[:, 1]), 3).reshape(b, c2 // 2, 2 * t, h, w)
+    out = interleave_halves(y)
+    assert torch.equal(out, ref)
+    assert out.is_contiguous(memory_format=torch.channels_last_3d) == channels_last
+    assert torch.equal(out[:, :, 2 * 1 + 1], y[:, c2 // 2 :, 1])  # half 1 of step 1 is frame 3
+
+
 @pytest.mark.parametrize("frames", [1, 3, 12])
 def test_norm_silu_step_equals_norm_then_cached_conv(frames: int) -> None:
     """The residual blocks' fused step (norm chain written after the cached frames) gives the

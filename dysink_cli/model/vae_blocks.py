@@ -172,6 +172,16 @@ class CausalHead(nn.Sequential):
         return norm_silu_step(self.fns, self[0], self[2], x, prev)
 
 
+def interleave_halves(y: Tensor) -> Tensor:
+    """[B, 2C, T, H, W] -> [B, C, 2T, H, W]: channel half j of time step tau becomes frame
+    2 * tau + j (Wan upsample3d), written in one copy in y's layout."""
+    b, c2, t, h, w = y.shape
+    shape = (b, c2 // 2, 2 * t, h, w)
+    out = torch.empty(shape, dtype=y.dtype, device=y.device, memory_format=memory_format(y))
+    out.unflatten(2, (t, 2)).copy_(y.unflatten(1, (2, c2 // 2)).permute(0, 2, 3, 1, 4, 5))
+    return out
+
+
 def _per_frame(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """Apply a 2-D module to every frame: [B, C, T, H, W] -> [B, C', T, H', W']."""
     b, c, t, h, w = x.shape
@@ -199,14 +209,25 @@ class AttentionBlock(nn.Module):
         return _per_frame(self._attend, x) + x
 
 
+def nearest_2x(x: Tensor) -> Tensor:
+    """Nearest-exact x2 upsampling of [N, C, H, W] (pixel (i, j) from (i // 2, j // 2)) as one copy
+    in x's layout: bit-identical to F.interpolate, several times faster than its NHWC kernel."""
+    n, c, h, w = x.shape
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        nhwc = x.permute(0, 2, 3, 1)[:, :, None, :, None].expand(n, h, 2, w, 2, c)
+        return nhwc.reshape(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
+    return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
+
+
 class Upsample(nn.Upsample):
-    """Wan Upsample: nearest-exact x2 computed in float32, cast back. Nearest copies values, so
-    bf16/fp16 inputs are upsampled directly (bit-identical, two full-size passes fewer)."""
+    """Wan Upsample: nearest-exact x2 (computed in float32 there; nearest copies values, so any
+    dtype is upsampled directly, bit-identical)."""
+
+    def __init__(self) -> None:
+        super().__init__(scale_factor=(2.0, 2.0), mode="nearest-exact")
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dtype in (torch.bfloat16, torch.float16):
-            return super().forward(x)
-        return super().forward(x.float()).type_as(x)
+        return nearest_2x(x)
 
 
 class Resample(nn.Module):
@@ -224,7 +245,7 @@ class Resample(nn.Module):
         self.mode = mode
         if mode.startswith("upsample"):
             self.resample = nn.Sequential(
-                Upsample(scale_factor=(2.0, 2.0), mode="nearest-exact"),
+                Upsample(),
                 nn.Conv2d(dim, dim // 2, 3, padding=1),
             )
         else:
@@ -253,12 +274,7 @@ class Resample(nn.Module):
         else:
             slot = _copy(tail)
         y = self.time_conv(x, prev)  # [B, 2C, T, H, W]
-        b, c2, t, h, w = y.shape
-        # channel half j of time step tau becomes frame 2*tau + j
-        layout = memory_format(y)
-        y = y.reshape(b, 2, c2 // 2, t, h, w).permute(0, 2, 3, 1, 4, 5)  # [B, C, T, 2, H, W]
-        y = y.reshape(b, c2 // 2, 2 * t, h, w).contiguous(memory_format=layout)
-        return self(y), slot, True
+        return self(interleave_halves(y)), slot, True
 
     def downsample3d(self, x: Tensor, prev: Slot) -> tuple[Tensor, Tensor]:
         """Wan Resample 'downsample3d' -> (x [B, C, T', H/2, W/2], new slot).
