@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from dysink_cli.errors import ConfigError
 from dysink_cli.model.config import WAN_LATENT_MEAN, WAN_LATENT_STD
+from dysink_cli.model.vae_blocks import Upsample
 
 Memory = Tensor | None  # a MemBlock's last input frame [N, C, H, W], None before its first frame
 
@@ -184,7 +185,7 @@ def _decoder(cfg: TAEHVConfig) -> nn.Sequential:
         out = widths[min(i + 1, len(widths) - 1)]
         layers += [MemBlock(width) for _ in range(cfg.blocks_per_stage)]
         layers += [
-            nn.Upsample(scale_factor=2) if cfg.decoder_space_upscale[i] else nn.Identity(),
+            Upsample() if cfg.decoder_space_upscale[i] else nn.Identity(),  # nearest x2, one copy
             TGrow(width, 2 if cfg.decoder_time_upscale[i] else 1),
             _conv(width, out, bias=False),
         ]
