@@ -27,6 +27,21 @@ REVISIT_PROBABILITY = 0.6
 OPENING_PROBABILITY = 0.25
 
 
+@dataclass(frozen=True)
+class MotionMix:
+    """How a teacher-forcing batch is drawn: the share of openings (sample_layout), the share of
+    samples whose context moves otherwise than the prompt says, and of those the share whose context
+    holds still (0: any other motion alike). The defaults are the "dit" stages' draws."""
+
+    openings: float = OPENING_PROBABILITY
+    switch: float = 0.25
+    still: float = 0.0
+
+
+TEACHER_MIX = MotionMix()
+CAMERA_MIX = MotionMix(openings=0.35, switch=0.75, still=0.4)  # the "camera" stage: start and stop
+
+
 def random_world(rng: random.Random) -> World:
     return World(rng.choice(THEMES), rng.getrandbits(48))
 
@@ -88,10 +103,10 @@ class Layout:
     from_start: bool
 
 
-def sample_layout(rng: random.Random) -> Layout:
-    """A teacher-forcing batch's layout; OPENING_PROBABILITY of them are openings (only the prompt
-    says what to draw there, and ~15 % of the other layouts begin at frame 0 as well)."""
-    if rng.random() < OPENING_PROBABILITY:
+def sample_layout(rng: random.Random, openings: float = OPENING_PROBABILITY) -> Layout:
+    """A teacher-forcing batch's layout; `openings` of them are openings (only the prompt says what
+    to draw there, and ~15 % of the other layouts begin at frame 0 as well)."""
+    if rng.random() < openings:
         return opening_layout(rng)
     window = rng.choices((1, 2, 3), weights=(0.15, 0.7, 0.15))[0]
     far = rng.choices(("none", "memory", "sink"), weights=(0.3, 0.55, 0.15))[0]
@@ -128,11 +143,20 @@ def _unit(motion: str, rng: random.Random) -> tuple[float, float]:
     return dx / norm, dy / norm
 
 
-def plan_sample(rng: random.Random, world: World, layout: Layout) -> DiTSample:
-    """Frames, prompt and camera paths of one sample (see Layout)."""
+def context_motion(rng: random.Random, motion: str, mix: MotionMix) -> str:
+    """The camera motion of a sample's context blocks: the prompt's unless it switches (see MotionMix)."""
+    if rng.random() < 1 - mix.switch:
+        return motion
+    if mix.still and motion != "still" and rng.random() < mix.still:
+        return "still"
+    return other_motion(rng, motion)
+
+
+def plan_sample(rng: random.Random, world: World, layout: Layout, mix: MotionMix = TEACHER_MIX) -> DiTSample:
+    """Frames, prompt and camera paths of one sample (see Layout); the context's motion by `mix`."""
     fpb, n = FRAMES_PER_BLOCK, layout.chain_blocks
     motion = rng.choice(MOTIONS)
-    ctx_motion = motion if rng.random() < 0.75 else other_motion(rng, motion)
+    ctx_motion = context_motion(rng, motion, mix)
     far_starts: list[int] = []
     if layout.from_start:
         chain_start = 0
@@ -203,11 +227,11 @@ class DiTBatch:
 
 def dit_batch(
     rng: random.Random, layout: Layout, worlds: int, per_world: int, device: torch.device,
-    size: tuple[int, int] = (WIDTH, HEIGHT),
+    size: tuple[int, int] = (WIDTH, HEIGHT), mix: MotionMix = TEACHER_MIX,
 ) -> DiTBatch:  # fmt: skip
-    """Plan and render one DiT batch: `worlds` worlds, `per_world` samples each."""
+    """Plan and render one DiT batch: `worlds` worlds, `per_world` samples each (plan_sample's mix)."""
     ws = [random_world(rng) for _ in range(worlds)]
-    samples = [[plan_sample(rng, w, layout) for _ in range(per_world)] for w in ws]
+    samples = [[plan_sample(rng, w, layout, mix) for _ in range(per_world)] for w in ws]
     paths = [[p for s in group for p in (s.chain_path, *s.far_paths)] for group in samples]
     rendered = render_groups(ws, paths, device, size)
     per = 1 + layout.far_blocks

@@ -1,7 +1,8 @@
 """Train the toy model: `python -m dysink_cli.toy.train --out DIR [--minutes M] [--resume DIR]`.
 
-Runs the stages (vae, pe, dit, sf) on data drawn from the toy world, checkpointing into --out; a
-later run resumes from --resume (or from --out itself). `--export` writes the shipped fp16 weights
+Runs the stages (profiles.STAGES) on data drawn from the toy world, checkpointing into --out; a
+later run resumes from --resume (or from --out itself). `--from-weights FILE` starts instead from
+shipped fp16 weights at the "camera" stage. `--export` writes the shipped fp16 weights
 (toy/weights/toy.safetensors) and RECORD.md from a finished checkpoint.
 """
 
@@ -10,20 +11,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
-from dysink_cli.errors import ConfigError
+from dysink_cli.errors import ConfigError, DysinkError
 from dysink_cli.toy import checkpoint as ckpt
-from dysink_cli.toy.models import TOY_LATENT_MEAN, TOY_LATENT_STD, WEIGHTS_PATH, toy_state_dict
+from dysink_cli.toy.models import TOY_LATENT_MEAN, TOY_LATENT_STD, WEIGHTS_PATH, load_strict, toy_state_dict
 from dysink_cli.toy.profiles import PROFILES, STAGES
 from dysink_cli.toy.trainer import Trainer
 
 MAX_EXPORT_BYTES = 16_000_000
+FIRST_FINE_TUNED = "camera"  # --from-weights: the stages before it made the shipped weights
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,6 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="checkpoint and log folder")
     parser.add_argument("--minutes", type=float, default=8.5, help="stop (with a checkpoint) after this")
     parser.add_argument("--resume", type=Path, help="checkpoint folder to continue from (default: --out)")
+    parser.add_argument("--from-weights", type=Path, help="exported fp16 weights to start from (at camera)")
     parser.add_argument("--stage", choices=STAGES, help="train only this stage (when it is the next one)")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="toy")
     parser.add_argument("--budget-minutes", type=float, help="scale the stages' minute budgets to this sum")
@@ -60,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         profile = dataclasses.replace(profile, budgets=scaled)
     trainer = Trainer(profile, args.out, device, args.seed)
     source = args.resume or args.out
-    if ckpt.has_checkpoint(source):
+    if args.from_weights:
+        check_fresh_start(args.out, args.resume)
+        start_from_weights(trainer, args.from_weights)
+        trainer.save()
+        log(f"started from {args.from_weights}: next stage {trainer.stage()}")
+    elif ckpt.has_checkpoint(source):
         trainer.load(source, keep_budgets=bool(args.budget_minutes))
         log(f"resumed from {source}: steps {trainer.counters.steps}")
     if args.export:
@@ -80,6 +89,44 @@ def main(argv: list[str] | None = None) -> int:
     trainer.save()
     log(f"{'complete' if done else 'stopped'}: steps {trainer.counters.steps}; checkpoint in {args.out}")
     return 0
+
+
+def check_fresh_start(out: Path, resume: Path | None) -> None:
+    """--from-weights begins a new checkpoint: refuse one to resume from."""
+    if resume is not None:
+        raise ConfigError("--from-weights and --resume both say where to start", "drop one of them")
+    if ckpt.has_checkpoint(out):
+        raise ConfigError(
+            f"--out {out} already holds a checkpoint",
+            f"continue it with `--out {out}` alone (no --from-weights), or choose an empty --out",
+        )
+
+
+def start_from_weights(trainer: Trainer, path: Path) -> None:
+    """The four networks from an exported fp16 file (strictly, in float32), the latent statistics of
+    the profile's VAE config (toy: models.TOY_LATENT_MEAN/STD), a fresh probe, and every stage before
+    FIRST_FINE_TUNED counted as spent; the file's name, sha256 and RECORD.md runs go to trainer.runs."""
+    if not path.is_file():
+        raise ConfigError(f"--from-weights {path} is not a file", "pass an exported toy.safetensors")
+    tensors = load_file(str(path))
+    for prefix, module in trainer.nets.modules().items():
+        load_strict(module, tensors, prefix, path)
+        module.to(trainer.device)
+    cfg = trainer.profile.configs.vae
+    trainer.set_latent_stats(list(cfg.latent_mean), list(cfg.latent_std))
+    for stage in STAGES[: STAGES.index(FIRST_FINE_TUNED)]:
+        minutes, steps = trainer.profile.budgets[stage]
+        trainer.counters.seconds[stage], trainer.counters.steps[stage] = 60.0 * minutes, steps
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    earlier = recorded_runs(path.parent / "RECORD.md")
+    trainer.runs.append({"from_weights": path.name, "sha256": digest, "earlier_runs": earlier})
+
+
+def recorded_runs(record_file: Path) -> list[str]:
+    """The non-blank lines of a RECORD.md's "Runs" section ([] without the file)."""
+    text = record_file.read_text() if record_file.is_file() else ""
+    section = text.split("\n## Runs\n", 1)[1].split("\n## ", 1)[0] if "\n## Runs\n" in text else ""
+    return [line for line in section.splitlines() if line.strip()]
 
 
 def export(trainer: Trainer, path: Path, shipped: bool, allow_incomplete: bool = False) -> None:
@@ -140,6 +187,13 @@ def record(trainer: Trainer, path: Path, size: int) -> str:
         "## Runs", "",
     ]  # fmt: skip
     for run in trainer.runs:
+        if "from_weights" in run:
+            lines.append(
+                f"- started from `{run['from_weights']}` (sha256 {run['sha256']}...; the stages before "
+                f"{FIRST_FINE_TUNED} counted as done); the runs its RECORD.md listed:"
+            )
+            lines += [f"  {line}" for line in run["earlier_runs"]] or ["  - (none)"]
+            continue
         command = "python -m dysink_cli.toy.train " + " ".join(map(str, run["argv"]))
         lines.append(
             f"- `{command}` on {run['device']} (torch {run['torch']}), {run['date']}: "
@@ -161,4 +215,7 @@ def record(trainer: Trainer, path: Path, size: int) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except DysinkError as error:
+        raise SystemExit(f"error: {error}") from None

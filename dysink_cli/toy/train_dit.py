@@ -99,6 +99,12 @@ class DrawnBatch:
     seconds: float = 0.0  # to render and encode (logged as draw_s)
 
 
+def batch_kind(stage: str) -> str:
+    """Which stages may reuse each other's DrawnBatch: "dit", "sf" and "dmd" do; "text" and "camera"
+    draw their own."""
+    return stage if stage in ("text", "camera") else "dit"
+
+
 def gaussian(like: Tensor, generator: torch.Generator) -> Tensor:
     return torch.randn(like.shape, generator=generator, dtype=like.dtype).to(like.device)
 
@@ -142,9 +148,11 @@ def noisy_context(
 
 
 def teacher_forcing_loss(
-    dit: WanDiT, b: Blocks, freqs: RopeFrequencies, schedule: Schedule, generator: torch.Generator
-) -> tuple[Tensor, dict[str, float]]:
-    """Flow-matching MSE of every block that has its true context, given clean context K/V."""
+    dit: WanDiT, b: Blocks, freqs: RopeFrequencies, schedule: Schedule, generator: torch.Generator,
+    last_block_only: bool = False,
+) -> tuple[Tensor, dict[str, float]]:  # fmt: skip
+    """Flow-matching MSE of every block that has its true context, given clean context K/V (or of
+    the last block alone: the "camera" stage, whose context blocks move otherwise than the prompt)."""
     rows = b.chain.shape[0]
     sigma_aug = torch.rand(rows, generator=generator) * CONTEXT_NOISE_MAX
     sigma_aug = sigma_aug * (torch.rand(rows, generator=generator) < 0.5)
@@ -153,8 +161,8 @@ def teacher_forcing_loss(
     memory, sink, clean = context_kv(dit, b, freqs, chain, far)
     losses = []
     for j in range(b.layout.chain_blocks):
-        if j == 0 and not b.layout.from_start:
-            continue  # its true context is not in the sample
+        if (j == 0 and not b.layout.from_start) or (last_block_only and j < b.layout.chain_blocks - 1):
+            continue  # its true context is not in the sample, or its motion is not the prompt's
         x0 = b.chain[:, j]
         t, sigma = schedule.draw(rows, generator)
         eps = gaussian(x0, generator)

@@ -1,6 +1,6 @@
 """Trainer: owns the four networks, the stage's optimiser, the RNGs and the counters.
 
-Stages run in order (vae, pe, words, dit, sf, text, dmd), each until its budget (minutes and/or
+Stages run in order (vae, pe, words, dit, sf, text, camera, dmd), each until its budget (minutes and/or
 steps) is spent, across as many runs as it takes: state() / load() round-trip everything, so a resumed run
 continues bit-exactly. Losses go to losses.jsonl (one line per logged step) and a short line to
 the `log` callback.
@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from dysink_cli.model.rope import wan_frequencies
 from dysink_cli.model.tokenizer import ByteTokenizer
 from dysink_cli.toy import checkpoint as ckpt
-from dysink_cli.toy.data import dit_batch, opening_layout, sample_layout
+from dysink_cli.toy.data import CAMERA_MIX, TEACHER_MIX, dit_batch, opening_layout, sample_layout
 from dysink_cli.toy.models import new_toy_networks, with_latent_stats
 from dysink_cli.toy.profiles import STAGES, Profile
 from dysink_cli.toy.prompt_probe import PROBE_WEIGHT, PromptProbe, words_step
@@ -32,6 +32,7 @@ from dysink_cli.toy.train_dit import (
     Blocks,
     DrawnBatch,
     Schedule,
+    batch_kind,
     batch_latents,
     own_chain_loss,
     teacher_forcing_loss,
@@ -89,6 +90,7 @@ class Trainer:
             "dit": [n.dit, n.t5, self.probe],
             "sf": [n.dit, n.t5, self.probe],
             "text": [n.dit, n.t5, self.probe],
+            "camera": [n.dit, n.t5, self.probe],
             "dmd": [n.dit, *self.critics.trained()],  # the teacher stays frozen
         }[stage]
 
@@ -173,12 +175,13 @@ class Trainer:
         return self.nets.dit.encode_text(embeds)
 
     def draw_batch(self, stage: str) -> DrawnBatch:
-        """A fresh DiT batch: layout, rendered views, latents from the frozen VAE. The "text"
-        stage draws the start of videos (nothing but the prompt to go by) in its own batch size."""
-        rng_state = ckpt.python_rng_state(self.rng)
-        layout = opening_layout(self.rng) if stage == "text" else sample_layout(self.rng)
+        """A fresh DiT batch: layout, rendered views, latents from the frozen VAE. The "text" stage
+        draws the start of videos (nothing but the prompt to go by) in its own batch size, "camera"
+        contexts that mostly move otherwise than the prompt says (data.CAMERA_MIX)."""
+        rng_state, mix = ckpt.python_rng_state(self.rng), CAMERA_MIX if stage == "camera" else TEACHER_MIX
+        layout = opening_layout(self.rng) if stage == "text" else sample_layout(self.rng, mix.openings)
         size = self.profile.text_batch if stage == "text" else self.profile.dit_batch
-        batch = dit_batch(self.rng, layout, *size, self.device, self.profile.frame_size)
+        batch = dit_batch(self.rng, layout, *size, self.device, self.profile.frame_size, mix)
         with self.autocast():
             chain, far = batch_latents(self.nets.vae, batch)
         blocks = chain.float().unflatten(1, (layout.chain_blocks, -1))
@@ -191,7 +194,7 @@ class Trainer:
         """The current batch (drawn anew every `dit_reuse` steps) with this step's text K/V."""
         b, p = self.batch, self.profile
         reuse = p.text_reuse if stage == "text" else p.dit_reuse
-        if b is None or b.uses >= reuse or (b.stage == "text") != (stage == "text"):
+        if b is None or b.uses >= reuse or batch_kind(b.stage) != batch_kind(stage):
             start = time.monotonic()
             self.batch = self.draw_batch(stage)
             if self.device.type == "cuda":
@@ -215,7 +218,8 @@ class Trainer:
         elif own:
             loss, parts = own_chain_loss(dit, blocks, self.freqs, self.schedule, self.generator, self.rng)
         else:
-            loss, parts = teacher_forcing_loss(dit, blocks, self.freqs, self.schedule, self.generator)
+            last = stage == "camera"  # its context blocks do not move as their prompt says
+            loss, parts = teacher_forcing_loss(dit, blocks, self.freqs, self.schedule, self.generator, last)
         assert self.batch is not None
         if stage != "dmd":  # the probe keeps the encoder's words (the "words" stage); dmd freezes it
             probe_loss, accuracy = self.probe.loss(*self.last_text, self.batch.captions)
@@ -227,7 +231,6 @@ class Trainer:
         params = [p for m in self.trainable(stage) for p in m.parameters()]
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        assert self.batch is not None
         drawn = {"draw_s": self.batch.seconds} if self.batch.uses == 1 else {}
         return {"loss": loss.item(), **drawn, **parts}
 
