@@ -1,6 +1,6 @@
 """Training profiles: sizes, batches, stage budgets and learning rates (toy/trainer.py runs them).
 
-"toy" is the shipped model's schedule on the GPU (bf16 autocast, about 37 minutes in all; `--budget-minutes`
+"toy" is the shipped model's schedule on the GPU (bf16 autocast, about 36 minutes in all; `--budget-minutes`
 sets the sum of the minute budgets), "cpu" the same model on a laptop, "micro" and "smoke" the sizes of tests.
 """
 
@@ -15,7 +15,7 @@ from dysink_cli.toy.models import TEXT_LEN, TOY, ToyConfigs
 
 STAGES = ("vae", "pe", "words", "dit", "sf", "text", "camera", "dmd")
 TEXT_STEPS = 720  # the "text" stage: openings of videos, where only the prompt tells the theme
-CAMERA_MINUTES = 5.5  # the "camera" stage: the prompt's motion, mostly not the context's (data.CAMERA_MIX)
+CAMERA_MINUTES = 5.0  # the "camera" stage: the prompt's motion, mostly not the context's (data.CAMERA_MIX)
 DMD_MINUTES = 2.0  # the "dmd" stage: distribution matching of the 4-step sampler (toy/train_dmd.py)
 WORDS_STEPS = 2500  # the "words" stage: ~900 steps to learn the theme words, then a margin
 
