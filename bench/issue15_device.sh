@@ -14,15 +14,16 @@ nvidia-smi --query-gpu=name --format=csv,noheader | tee "$out/decode.log"
 
 if [[ " $* " == *" vae "* ]]; then
     for tree in .old .; do
+        name=$([[ $tree == .old ]] && echo old || echo new)
         echo "== Wan VAE decode, tree $tree" >>"$out/decode.log"
-        timeout 150 python3 "$tree/bench/vae_decode.py" --save-frames "$parts/frames_${tree//\//_}.pt" \
+        timeout 150 python3 "$tree/bench/vae_decode.py" --save-frames "$parts/frames_$name.pt" \
             >>"$out/decode.log" 2>&1
         echo "== TAEHV decode, tree $tree" >>"$out/decode.log"
         timeout 60 python3 "$tree/bench/taehv_speed.py" >>"$out/decode.log" 2>&1
     done
     python3 - "$parts" >>"$out/decode.log" 2>&1 <<'EOF'
 import sys, torch
-a, b = (torch.load(f"{sys.argv[1]}/frames_{t}.pt") for t in ("_old", "."))
+a, b = (torch.load(f"{sys.argv[1]}/frames_{t}.pt") for t in ("old", "new"))
 print("frames identical, old tree vs new:", torch.equal(a, b), "max abs diff", (a - b).abs().max().item())
 EOF
 fi

@@ -33,6 +33,8 @@ from dysink_cli.benchmarks.networks import random_networks  # noqa: E402
 from dysink_cli.model import vae_blocks  # noqa: E402
 from dysink_cli.model.vae import WanVAE  # noqa: E402
 
+LATENT_HW = (60, 104)  # 832x480
+
 
 def median_ms(fn, repeats: int) -> float:
     times = []
@@ -92,7 +94,7 @@ def main() -> None:
 
     fns = {True: fused_fns, False: (plain, plain_after)}
     gen = torch.Generator(device="cuda").manual_seed(0)
-    z = torch.randn(1, 4, 16, 60, 104, device="cuda", dtype=torch.bfloat16, generator=gen)
+    z = torch.randn(1, 7, 16, *LATENT_HW, device="cuda", dtype=torch.bfloat16, generator=gen)  # 1 + 3 + 3
     result: dict[str, object] = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     frames: dict[bool, torch.Tensor] = {}
     with torch.no_grad():
