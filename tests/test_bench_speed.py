@@ -166,6 +166,8 @@ def test_cases_modes_and_stored() -> None:
     assert every[0].stored == "all"
     taehv = plan_cases(SpeedRequest(presets=("dysink",), decoder="taehv"))
     assert taehv[0].config.model.decoder == "taehv"
+    fast = plan_cases(SpeedRequest(presets=("dysink",), overrides=('dysink.descriptor_decoder="taehv"',)))
+    assert fast[0].descriptors == "standalone-taehv"
     for cfg in (c.config for c in cases):
         assert plan_frames(seconds_for(7, cfg), cfg.output.fps, cfg.engine.frames_per_block).blocks == 7
     with pytest.raises(ConfigError, match="takes no --weights"):

@@ -62,7 +62,11 @@ class SpeedCase:
 
     @property
     def descriptors(self) -> str:
-        return self.config.dysink.descriptors if self.config.engine.policy == "dysink" else "none"
+        """DySink's descriptor mode ("standalone-taehv" when TAEHV decodes them), else "none"."""
+        if self.config.engine.policy != "dysink":
+            return "none"
+        mode, decoder = self.config.dysink.descriptors, self.config.dysink.descriptor_decoder
+        return f"{mode}-taehv" if mode == "standalone" and decoder == "taehv" else mode
 
     @property
     def stored(self) -> str:
