@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 from pathlib import Path
 
@@ -28,24 +27,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.forward_profile import VAE_CATEGORIES, kernel_split  # noqa: E402
+from bench.forward_profile import VAE_CATEGORIES, gpu_ms, kernel_split  # noqa: E402
 from dysink_cli.benchmarks.networks import random_networks  # noqa: E402
 from dysink_cli.model import vae_blocks  # noqa: E402
 from dysink_cli.model.vae import WanVAE  # noqa: E402
 
 LATENT_HW = (60, 104)  # 832x480
-
-
-def median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats + 2):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times[2:])
 
 
 def conv_flops(vae: WanVAE, fn) -> float:
@@ -68,7 +55,7 @@ def conv_flops(vae: WanVAE, fn) -> float:
 def gemm_tflops(repeats: int) -> float:
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    return 2 * 8192**3 / median_ms(lambda: a @ b, repeats) / 1e9
+    return 2 * 8192**3 / gpu_ms(lambda: a @ b, repeats + 1) / 1e9
 
 
 def set_fused(vae: WanVAE, fused: bool, compiled_fns: dict[bool, tuple]) -> None:
@@ -107,13 +94,14 @@ def main() -> None:
         result["gemm_tflops"] = gemm_tflops(args.repeats)
         result["floor_ms_block"] = result["conv_gflop_block"] / result["gemm_tflops"]
         result["floor_ms_descriptor"] = result["conv_gflop_descriptor"] / result["gemm_tflops"]
+        n = args.repeats + 1  # gpu_ms leaves the first call out
         variants = (False, True, False, True) if fused_fns else (False, False)  # the second run counts
         for fused in variants:
             set_fused(vae, fused, fns)
             frames[fused] = vae.decode_chunk(block, first_state)[0]
             name = "fused" if fused else "unfused"
-            result[f"{name}_block_ms"] = median_ms(lambda: vae.decode_chunk(block, first_state), args.repeats)
-            result[f"{name}_descriptor_ms"] = median_ms(lambda: vae.decode(block), args.repeats)
+            result[f"{name}_block_ms"] = gpu_ms(lambda: vae.decode_chunk(block, first_state), n)
+            result[f"{name}_descriptor_ms"] = gpu_ms(lambda: vae.decode(block), n)
         print(json.dumps(result), flush=True)
         for fused in dict.fromkeys(variants):
             set_fused(vae, fused, fns)
