@@ -28,11 +28,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dysink_cli.benchmarks.agreement import steered_render  # noqa: E402
 from dysink_cli.config import resolve_config  # noqa: E402
 from dysink_cli.engine.generator import BlockGenerator  # noqa: E402
-from dysink_cli.engine.memory.bank import MemoryBank  # noqa: E402
 from dysink_cli.engine.memory.descriptors import describe_block, describe_frames  # noqa: E402
-from dysink_cli.engine.memory.policy import DySinkMemory  # noqa: E402
 from dysink_cli.engine.noise import SeededNoise  # noqa: E402
 from dysink_cli.model.taehv import TAEHV, TAEHVConfig, _run  # noqa: E402
 from dysink_cli.render.assemble import loop_spec  # noqa: E402
@@ -80,62 +79,27 @@ def distil(
     return taehv, summary | {"final_loss": statistics.mean(losses[-20:])}
 
 
-class _OneToken:
-    """A cache stand-in for DySinkMemory.remember: retrieval decisions never read the K/V values."""
-
-    def last_tokens(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.zeros(1, 1, 1, 1, 1), torch.zeros(1, 1, 1, 1, 1)
-
-
-def retrievals(spec, descriptors: list[torch.Tensor], latents: list[torch.Tensor]) -> list[dict]:  # noqa: ANN001
-    """What DySinkMemory retrieves and stores, block by block, fed with these descriptors."""
-    memory, out = DySinkMemory(spec, MemoryBank()), []
-    for i, (desc, lat) in enumerate(zip(descriptors, latents, strict=True)):
-        f0 = i * spec.frames_per_block
-        _, record = memory.retrieve(f0, memory.window_frames(), torch.device("cpu"), torch.float32)
-        stored = memory.remember(f0, lat, desc, _OneToken(), 1)["added_to_bank"]
-        out.append({"retrieved": sorted(record["retrieved_frames"]) if record else [], "stored": stored})
-    memory.close()
-    return out
-
-
 @torch.no_grad()
 def render_and_describe(nets, taehv: TAEHV, prompt: str, blocks: int, seed: int) -> dict:  # noqa: ANN001
     """One DySink render steered by the reference descriptors; both descriptors of every block."""
     dit, vae, t5, tokenizer, pe = nets
     ids, mask = tokenizer([prompt])
     device = next(dit.parameters()).device
-    spec = loop_spec(resolve_config("toy"))
-    gen = BlockGenerator(dit, spec, SeededNoise(seed), LATENT_HW)
+    gen = BlockGenerator(dit, loop_spec(resolve_config("toy")), SeededNoise(seed), LATENT_HW)
     gen.set_prompt(dit.encode_text(t5.encode(ids.to(device), mask.to(device))))
-    wan, tae, lats, psnr, rendered = [], [], [], [], []
-    for _ in range(blocks):
-        out = gen.next_block()
-        retrieval = out.record.get("retrieval")
-        rendered.append(sorted(retrieval["retrieved_frames"]) if retrieval else [])
-        reference = (vae.decode(out.latents).clamp(-1, 1) * 0.5 + 0.5).float()
-        tiny = taehv.decode(out.latents)
+    psnr: list[float] = []
+
+    def tiny_descriptor(latents: torch.Tensor) -> torch.Tensor:
+        reference = (vae.decode(latents).clamp(-1, 1) * 0.5 + 0.5).float()
+        tiny = taehv.decode(latents)
         psnr.append(float(10 * torch.log10(1 / (tiny - reference).square().mean())))
-        wan.append(describe_block(out.latents, vae, pe).cpu())
-        tae.append(describe_frames(tiny[0], pe).cpu())
-        lats.append(out.latents)
-        gen.finish_block(wan[-1])
-    gen.close()
-    a, b = retrievals(spec, wan, lats), retrievals(spec, tae, lats)
-    if [x["retrieved"] for x in a] != rendered:  # the control: the replay is the render's own loop
-        raise AssertionError("replaying the reference descriptors did not retrieve what the render did")
-    with_memory = [i for i in range(blocks) if a[i]["retrieved"] or b[i]["retrieved"]]
-    same = [a[i]["retrieved"] == b[i]["retrieved"] for i in with_memory]
-    picks = [(set(a[i]["retrieved"]), set(b[i]["retrieved"])) for i in with_memory]
-    overlap = [len(x & y) / max(1, len(x | y)) for x, y in picks]
-    cos = [float(torch.dot(x, y)) for x, y in zip(wan, tae, strict=True)]
-    return {
-        "blocks": blocks, "blocks_with_retrieval": len(with_memory),
-        "same_retrieval": sum(same) / max(1, len(same)), "mean_jaccard": statistics.mean(overlap or [1.0]),
-        "same_store_decision": sum(x["stored"] == y["stored"] for x, y in zip(a, b, strict=True)) / blocks,
-        "stored_wan": sum(x["stored"] for x in a), "stored_taehv": sum(y["stored"] for y in b),
-        "descriptor_cosine_mean": statistics.mean(cos), "taehv_psnr_vs_wan_db": statistics.mean(psnr),
-    }  # fmt: skip
+        return describe_frames(tiny[0], pe)
+
+    try:
+        result = steered_render(gen, blocks, lambda z: describe_block(z, vae, pe), tiny_descriptor)
+    finally:
+        gen.close()
+    return result | {"taehv_psnr_vs_wan_db": statistics.mean(psnr)}
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from dysink_cli.benchmarks.agreement import configured_agreement
 from dysink_cli.benchmarks.encode import encode_fps
 from dysink_cli.benchmarks.floor import block_flops, block_keys, floor_ms, measure_rates, tokens_per_frame
 from dysink_cli.benchmarks.networks import FULL_SIZE, PROMPT, Loaded, NetworkCache, needs_taehv
@@ -166,7 +167,12 @@ class SpeedBench:
                 job, on_event, networks=loaded.networks, embeds=loaded.embeds, sink_factory=NullSink
             )
             wall = time.perf_counter() - start
-        return self._result(case, records, notes, stats, wall, loaded, floor)
+        result = self._result(case, records, notes, stats, wall, loaded, floor)
+        if case.descriptors not in ("none", "standalone"):  # not the reference decode: how far off?
+            text_kv = loaded.networks.dit.encode_text(loaded.embeds[PROMPT].to(self.device))
+            agreement = configured_agreement(cfg, loaded.networks, text_kv, req.blocks, 1, self.device)
+            result.extra["retrieval_agreement"] = agreement
+        return result
 
     def _result(
         self,

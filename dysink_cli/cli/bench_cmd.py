@@ -69,7 +69,20 @@ def result_table(r: SpeedResult) -> Table:
     table.add_row("warm-up (excluded)", f"{warm}{r.warmup_blocks_s:.1f} s in {r.warmup_blocks} block(s)")
     encode = f"{r.encode_fps:.0f} FPS on this CPU" if r.encode_fps is not None else "- (no ffmpeg)"
     table.add_row("x264 encode (apart)", encode)
+    agree = r.extra.get("retrieval_agreement")
+    if agree is not None:
+        table.add_row("retrieval agreement", _agreement(agree))
     return table
+
+
+def _agreement(a: dict) -> str:
+    stores = f"store decisions {a['same_store_decision']:.0%} alike"
+    if not a["blocks_with_retrieval"]:
+        return f"no block retrieved in {a['blocks']} ({stores})"
+    return (
+        f"{a['same_retrieval']:.0%} of {a['blocks_with_retrieval']} retrieving blocks as with the reference "
+        f"decode (Jaccard {a['mean_jaccard']:.2f}; {stores})"
+    )
 
 
 def definitions(warmup: int) -> list[str]:
@@ -89,6 +102,9 @@ def definitions(warmup: int) -> list[str]:
         "DiT floor: FLOPs of a block's DiT forwards (steps + clean pass) at this GPU's measured GEMM / "
         "attention rates",
         "x264 encode: synthetic frames at the output size through ffmpeg on this CPU, apart from the render",
+        "retrieval agreement (descriptors not the reference decode): the same blocks rendered again, "
+        "untimed, steered by the reference descriptors; both descriptor streams replayed through DySink's "
+        "memory",
     ]
 
 
