@@ -1,5 +1,6 @@
 """Retrieval agreement (benchmarks/agreement.py): the comparison of two replays, the steered render
-with its control on the tiny demo, and `dysink bench speed` printing it for shared descriptors."""
+with its control on the tiny demo, and `dysink bench speed` printing it for shared descriptors.
+Also the render's warm-up (render/assemble.py), which runs on the same tiny generator."""
 
 from __future__ import annotations
 
@@ -77,3 +78,27 @@ def test_bench_speed_prints_the_agreement_for_shared_descriptors(tmp_path: Path)
     rows = {r["descriptors"]: r for r in json.loads(out.read_text())}
     assert rows["shared"]["retrieval_agreement"]["blocks"] == 3
     assert "retrieval_agreement" not in rows["standalone"]
+
+
+def test_warm_up_decodes_with_every_loaded_decoder_and_leaves_the_render_alone(tmp_path: Path) -> None:
+    from dysink_cli.model.taehv import TAEHV, TAEW2_1
+    from dysink_cli.model.tiny import init_untrained
+    from dysink_cli.render.assemble import warm_up
+
+    gen, nets = _tiny_generator(tmp_path / "a")
+    nets.taehv = init_untrained(TAEHV(TAEW2_1), 4).eval()
+    fresh: list[bool] = []
+    decode = nets.taehv.decode_chunk
+
+    def counted(latents: torch.Tensor, state):  # noqa: ANN001, ANN202
+        fresh.append(not state.trimmed)
+        return decode(latents, state)
+
+    nets.taehv.decode_chunk = counted
+    warm_up(gen, nets, top_k=2)
+    assert fresh == [True, False]  # a block from a fresh state, then a continued one
+    after = gen.next_block().latents
+    gen.close()
+    untouched, _ = _tiny_generator(tmp_path / "b")
+    assert torch.equal(after, untouched.next_block().latents)
+    untouched.close()

@@ -114,8 +114,9 @@ def build_generator(
 def warm_up(gen: BlockGenerator, nets: Networks, top_k: int) -> None:
     """Compile the fused kernels and let cuDNN tune its VAE convs before the first block (CUDA).
 
-    Runs one block-sized forward into a throwaway cache and a fresh + continued decode; the
-    render's own state is untouched. Counted as loading, not as time to first frame.
+    Runs one block-sized forward into a throwaway cache and a fresh + continued decode (with each
+    decoder loaded); the render's own state is untouched. Counted as loading, not as time to first
+    frame.
     """
     fpb, device, dtype = gen.spec.frames_per_block, gen.device, gen.dtype
     z = torch.zeros(1, fpb, nets.dit.cfg.in_dim, *gen.latent_hw, device=device, dtype=dtype)
@@ -123,12 +124,15 @@ def warm_up(gen: BlockGenerator, nets: Networks, top_k: int) -> None:
     gen.forward(z, 0.0, 0, fpb, cache=scratch)
     frames, state = nets.vae.decode_chunk(z, nets.vae.decoder_state())
     nets.vae.decode_chunk(z, state)
+    if nets.taehv is not None:  # output or descriptor decoder: a block alone, then a continued one
+        nets.taehv.decode_chunk(z, nets.taehv.decode_chunk(z, nets.taehv.decoder_state())[1])
     if gen.memory is not None and nets.pe is not None:
         describe_frames(frames_for_descriptor(frames)[0], nets.pe)  # PE-Core's kernels
         shape = scratch.k[:, :, : fpb * gen.tokens_per_frame].shape
         gen.memory.bank.reserve_pinned(tuple(shape), scratch.k.dtype)  # pinned on a thread from now on
         _warm_up_merge(nets, shape[1:], top_k, device, dtype)
-    torch.cuda.synchronize()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _warm_up_merge(
