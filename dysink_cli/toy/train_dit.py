@@ -100,9 +100,9 @@ class DrawnBatch:
 
 
 def batch_kind(stage: str) -> str:
-    """Which stages may reuse each other's DrawnBatch: "dit", "sf" and "dmd" do; "text" and "camera"
-    draw their own."""
-    return stage if stage in ("text", "camera") else "dit"
+    """Which stages may reuse each other's DrawnBatch: "dit", "sf" and "dmd" do; "text", "camera" and
+    "pan" draw their own."""
+    return stage if stage in ("text", "camera", "pan") else "dit"
 
 
 def gaussian(like: Tensor, generator: torch.Generator) -> Tensor:
@@ -198,9 +198,11 @@ def rolled_out_context(
     schedule: Schedule,
     generator: torch.Generator,
     rng: random.Random,
+    from_noise: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     """The model's own versions of the context blocks, block after block (no grad): each from its
-    ground truth noised to a random sampler step, attending to the blocks generated before it."""
+    ground truth noised to a random sampler step (from pure noise: step 0, the render's own case),
+    attending to the blocks generated before it."""
     lay, rows = b.layout, b.chain.shape[0]
     far = None
     if b.far is not None:
@@ -208,7 +210,7 @@ def rolled_out_context(
         flat = denoise_from(
             dit,
             b.far.flatten(0, 1),
-            rng.randrange(2, 4),
+            0 if from_noise else rng.randrange(2, 4),
             text,
             b.far_starts.flatten(),
             freqs,
@@ -226,7 +228,7 @@ def rolled_out_context(
     for j in range(lay.chain_blocks - 1):
         ctx = join_context([sink_kv, *clean[max(0, j - lay.window_blocks) : j]])
         starts = b.chain_starts + FRAMES_PER_BLOCK * j
-        step = rng.randrange(2, 4) if j == 0 else rng.randrange(1, 4)
+        step = 0 if from_noise else rng.randrange(2, 4) if j == 0 else rng.randrange(1, 4)
         chain[:, j] = denoise_from(
             dit, b.chain[:, j], step, b.text_kv, starts, freqs, ctx, schedule, generator
         )

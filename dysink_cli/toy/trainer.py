@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import random
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from dysink_cli.model.tokenizer import ByteTokenizer
 from dysink_cli.toy import checkpoint as ckpt
 from dysink_cli.toy.data import CAMERA_MIX, TEACHER_MIX, dit_batch, opening_layout, sample_layout
 from dysink_cli.toy.models import new_toy_networks, with_latent_stats
-from dysink_cli.toy.profiles import STAGES, Profile
+from dysink_cli.toy.profiles import STAGES, Profile, lr_factor
 from dysink_cli.toy.prompt_probe import PROBE_WEIGHT, PromptProbe, words_step
 from dysink_cli.toy.train_dit import (
     Blocks,
@@ -38,6 +37,7 @@ from dysink_cli.toy.train_dit import (
     teacher_forcing_loss,
 )
 from dysink_cli.toy.train_dmd import DmdCritics, dmd_loss
+from dysink_cli.toy.train_pan import pan_loss
 from dysink_cli.toy.train_pe import pe_step
 from dysink_cli.toy.train_vae import latent_stats, vae_step
 
@@ -90,6 +90,7 @@ class Trainer:
             "dit": [n.dit, n.t5, self.probe],
             "sf": [n.dit, n.t5, self.probe],
             "text": [n.dit, n.t5, self.probe],
+            "pan": [n.dit, n.t5, self.probe],
             "camera": [n.dit, n.t5, self.probe],
             "dmd": [n.dit, *self.critics.trained()],  # the teacher stays frozen
         }[stage]
@@ -179,7 +180,8 @@ class Trainer:
         draws the start of videos (nothing but the prompt to go by) in its own batch size, "camera"
         contexts that mostly move otherwise than the prompt says (data.CAMERA_MIX)."""
         rng_state, mix = ckpt.python_rng_state(self.rng), CAMERA_MIX if stage == "camera" else TEACHER_MIX
-        layout = opening_layout(self.rng) if stage == "text" else sample_layout(self.rng, mix.openings)
+        openings = 0.0 if stage == "pan" else mix.openings  # "pan" trains a block after context
+        layout = opening_layout(self.rng) if stage == "text" else sample_layout(self.rng, openings)
         size = self.profile.text_batch if stage == "text" else self.profile.dit_batch
         batch = dit_batch(self.rng, layout, *size, self.device, self.profile.frame_size, mix)
         with self.autocast():
@@ -211,16 +213,18 @@ class Trainer:
 
     def dit_step(self, stage: str) -> dict[str, float]:
         blocks = self.dit_blocks(stage)
+        assert self.batch is not None
         dit, own = self.nets.dit, stage == "sf" and self.rng.random() < OWN_CHAIN_PROBABILITY
+        draw = (self.freqs, self.schedule, self.generator, self.rng)
         if stage == "dmd":
-            draw = (self.freqs, self.schedule, self.generator, self.rng)
             loss, parts = dmd_loss(dit, self.critics, blocks, self.last_text[0], *draw)
+        elif stage == "pan":
+            loss, parts = pan_loss(dit, blocks, self.batch.captions, *draw)
         elif own:
-            loss, parts = own_chain_loss(dit, blocks, self.freqs, self.schedule, self.generator, self.rng)
+            loss, parts = own_chain_loss(dit, blocks, *draw)
         else:
             last = stage == "camera"  # its context blocks do not move as their prompt says
             loss, parts = teacher_forcing_loss(dit, blocks, self.freqs, self.schedule, self.generator, last)
-        assert self.batch is not None
         if stage != "dmd":  # the probe keeps the encoder's words (the "words" stage); dmd freezes it
             probe_loss, accuracy = self.probe.loss(*self.last_text, self.batch.captions)
             loss = loss + PROBE_WEIGHT * probe_loss
@@ -253,11 +257,9 @@ class Trainer:
         return self.dit_step(stage)
 
     def set_lr(self, stage: str) -> None:
-        opt = self.optimizer(stage)
-        warm = min(1.0, (self.counters.steps[stage] + 1) / self.profile.warmup)
-        decay = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, self.progress(stage))))
-        for group in opt.param_groups:
-            group["lr"] = self.profile.lr[stage] * group.get("scale", 1.0) * warm * decay
+        factor = lr_factor(self.counters.steps[stage], self.profile.warmup, self.progress(stage))
+        for group in self.optimizer(stage).param_groups:
+            group["lr"] = self.profile.lr[stage] * group.get("scale", 1.0) * factor
 
     def finish_stage(self, stage: str) -> None:
         if stage == "vae":
