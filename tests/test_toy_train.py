@@ -176,3 +176,14 @@ def test_resume_is_bit_exact_and_export_loads_strictly(tmp_path: Path) -> None:
     assert t5.encode(ids, mask).shape == (1, MICRO.configs.t5.text_len, MICRO.configs.t5.dim)
     assert (path.parent / "RECORD.md").is_file()
     assert torch.equal(dit.blocks[0].ffn[0].weight, second.nets.dit.blocks[0].ffn[0].weight.half().float())
+
+
+def test_lr_factor_warms_up_then_follows_a_cosine_to_a_tenth() -> None:
+    from dysink_cli.toy.profiles import lr_factor
+
+    assert lr_factor(0, 100, 0.0) == pytest.approx(0.01)  # step 1 of a 100-step warm-up
+    assert lr_factor(99, 100, 0.0) == pytest.approx(1.0)
+    assert lr_factor(500, 100, 0.5) == pytest.approx(0.55)
+    assert lr_factor(500, 100, 1.0) == pytest.approx(0.1) == lr_factor(500, 100, 3.0)
+    factors = [lr_factor(500, 100, p / 10) for p in range(11)]
+    assert factors == sorted(factors, reverse=True)
