@@ -40,6 +40,8 @@ class MotionMix:
 
 TEACHER_MIX = MotionMix()
 CAMERA_MIX = MotionMix(openings=0.35, switch=0.75, still=0.4)  # the "camera" stage: start and stop
+PAN_MIX = MotionMix(openings=0.0)  # the "pan" stage trains a block after its own context
+STAGE_MIX = {"camera": CAMERA_MIX, "pan": PAN_MIX}  # the other stages draw TEACHER_MIX
 
 
 def random_world(rng: random.Random) -> World:

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from dysink_cli.model.rope import wan_frequencies
 from dysink_cli.model.tokenizer import ByteTokenizer
 from dysink_cli.toy import checkpoint as ckpt
-from dysink_cli.toy.data import CAMERA_MIX, TEACHER_MIX, dit_batch, opening_layout, sample_layout
+from dysink_cli.toy.data import STAGE_MIX, TEACHER_MIX, dit_batch, opening_layout, sample_layout
 from dysink_cli.toy.models import new_toy_networks, with_latent_stats
 from dysink_cli.toy.profiles import STAGES, Profile, lr_factor
 from dysink_cli.toy.prompt_probe import PROBE_WEIGHT, PromptProbe, words_step
@@ -178,10 +178,9 @@ class Trainer:
     def draw_batch(self, stage: str) -> DrawnBatch:
         """A fresh DiT batch: layout, rendered views, latents from the frozen VAE. The "text" stage
         draws the start of videos (nothing but the prompt to go by) in its own batch size, "camera"
-        contexts that mostly move otherwise than the prompt says (data.CAMERA_MIX)."""
-        rng_state, mix = ckpt.python_rng_state(self.rng), CAMERA_MIX if stage == "camera" else TEACHER_MIX
-        openings = 0.0 if stage == "pan" else mix.openings  # "pan" trains a block after context
-        layout = opening_layout(self.rng) if stage == "text" else sample_layout(self.rng, openings)
+        contexts that mostly move otherwise than the prompt says, "pan" no openings (data.STAGE_MIX)."""
+        rng_state, mix = ckpt.python_rng_state(self.rng), STAGE_MIX.get(stage, TEACHER_MIX)
+        layout = opening_layout(self.rng) if stage == "text" else sample_layout(self.rng, mix.openings)
         size = self.profile.text_batch if stage == "text" else self.profile.dit_batch
         batch = dit_batch(self.rng, layout, *size, self.device, self.profile.frame_size, mix)
         with self.autocast():
