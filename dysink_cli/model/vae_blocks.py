@@ -35,17 +35,22 @@ class CausalConv3d(nn.Conv3d):
         """x [B, C, T, H, W] after cache [B, C, t, H, W] (or zeros) -> [B, C', T', H', W']."""
         if self.front_frames == 0:
             return super().forward(x)
-        front = [] if cache is None else [cache]
-        missing = self.front_frames - (0 if cache is None else cache.shape[2])
-        if missing > 0:
-            b, c, _, h, w = x.shape
-            zeros = x.new_zeros(b, c, missing, h, w).contiguous(memory_format=memory_format(x))
-            front.insert(0, zeros)  # [B, C, missing, H, W]
-        return super().forward(torch.cat([*front, x], dim=2))
+        return super().forward(torch.cat([padded_front(x, cache, self.front_frames), x], dim=2))
 
     def padded_forward(self, x: Tensor) -> Tensor:
         """The convolution of an input that already carries its front frames."""
         return super().forward(x)
+
+
+def padded_front(x: Tensor, cache: Slot, frames: int) -> Tensor:
+    """The `frames` frames a causal conv sees before x: the cache, zeros in front where it has fewer
+    (all zeros without one), in x's layout. [B, C, frames, H, W]."""
+    have = 0 if cache is None else cache.shape[2]
+    if have >= frames:
+        return cache  # type: ignore[return-value]
+    b, c, _, h, w = x.shape
+    zeros = x.new_zeros(b, c, frames - have, h, w).contiguous(memory_format=memory_format(x))
+    return zeros if cache is None else torch.cat([zeros, cache], dim=2)
 
 
 def memory_format(x: Tensor) -> torch.memory_format:
@@ -101,13 +106,7 @@ def norm_silu_step(
     norm_silu, norm_silu_after = fns
     if conv.front_frames != CACHE_T:
         return causal_step(conv, norm_silu(x, norm.gamma, norm.scale), prev)
-    front = prev
-    if prev is None or prev.shape[2] < CACHE_T:
-        b, _, _, h, w = x.shape
-        zeros = x.new_zeros(b, x.shape[1], CACHE_T - (0 if prev is None else prev.shape[2]), h, w)
-        front = zeros.contiguous(memory_format=memory_format(x))
-        front = front if prev is None else torch.cat([front, prev], dim=2)
-    padded = norm_silu_after(front, x, norm.gamma, norm.scale)  # [B, C, CACHE_T + T, H, W]
+    padded = norm_silu_after(padded_front(x, prev, CACHE_T), x, norm.gamma, norm.scale)  # [B, C, 2 + T, H, W]
     kept = 1 if prev is None and x.shape[2] == 1 else CACHE_T  # Wan's rule (next_slot)
     return conv.padded_forward(padded), _copy(padded[:, :, -kept:])
 
