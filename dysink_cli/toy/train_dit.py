@@ -175,18 +175,31 @@ def teacher_forcing_loss(
 
 
 @torch.no_grad()
+def sample_steps(
+    dit: WanDiT, x: Tensor, steps: range, text_kv: LayerKV, starts: Tensor, freqs: RopeFrequencies,
+    context: LayerKV | None, schedule: Schedule, generator: torch.Generator,
+) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+    """The shipped sampler's `steps` from x (noised to the first one's sigma): (the input of the
+    step after them, re-noised; x itself after the last step) and the last x0 (None: no step)."""
+    pred = None
+    for s in steps:
+        flow, _ = dit_call(dit, x, schedule.timesteps[s].expand(x.shape[0]), text_kv, starts, freqs, context)
+        pred = flow_to_x0(x, flow, schedule.sigmas[s].to(x.device))
+        if s + 1 < len(schedule.timesteps):
+            x = renoise(pred, gaussian(x, generator), schedule.sigmas[s + 1].to(x.device))
+    return x, pred
+
+
+@torch.no_grad()
 def denoise_from(
     dit: WanDiT, x0: Tensor, step: int, text_kv: LayerKV, starts: Tensor, freqs: RopeFrequencies,
     context: LayerKV | None, schedule: Schedule, generator: torch.Generator,
 ) -> Tensor:  # fmt: skip
     """The sampler from the ground truth noised to step `step`'s sigma to the end: x0 (B, F, C, h, w)."""
-    rows = x0.shape[0]
     x = renoise(x0, gaussian(x0, generator), schedule.sigmas[step])
-    for s in range(step, len(schedule.timesteps)):
-        flow, _ = dit_call(dit, x, schedule.timesteps[s].expand(rows), text_kv, starts, freqs, context)
-        pred = flow_to_x0(x, flow, schedule.sigmas[s].to(x.device))
-        if s + 1 < len(schedule.timesteps):
-            x = renoise(pred, gaussian(x, generator), schedule.sigmas[s + 1].to(x.device))
+    steps = range(step, len(schedule.timesteps))
+    _, pred = sample_steps(dit, x, steps, text_kv, starts, freqs, context, schedule, generator)
+    assert pred is not None
     return pred
 
 

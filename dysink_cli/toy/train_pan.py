@@ -15,7 +15,6 @@ import random
 import torch
 from torch import Tensor
 
-from dysink_cli.engine.sampler import flow_to_x0, renoise
 from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.rope import RopeFrequencies
 from dysink_cli.toy.captions import parse_prompt
@@ -28,6 +27,7 @@ from dysink_cli.toy.train_dit import (
     gaussian,
     noisy_context,
     rolled_out_context,
+    sample_steps,
 )
 
 # latent pixels the content moves per latent frame, (dx, dy), when the camera pans this way
@@ -85,12 +85,8 @@ def pan_loss(
     ctx = noisy_context(b, j, memory, sink, clean)
     starts = b.chain_starts + FRAMES_PER_BLOCK * j
     k = rng.randrange(len(schedule.timesteps))
-    x = gaussian(b.chain[:, j], generator)
-    with torch.no_grad():  # the sampler's own steps before step k, from pure noise
-        for s in range(k):
-            flow, _ = dit_call(dit, x, schedule.timesteps[s].expand(rows), b.text_kv, starts, freqs, ctx)
-            pred = flow_to_x0(x, flow, schedule.sigmas[s].to(x.device))
-            x = renoise(pred, gaussian(x, generator), schedule.sigmas[s + 1].to(x.device))
+    noise = gaussian(b.chain[:, j], generator)  # the sampler's own steps before step k, from it
+    x, _ = sample_steps(dit, noise, range(k), b.text_kv, starts, freqs, ctx, schedule, generator)
     flow, _ = dit_call(dit, x, schedule.timesteps[k].expand(rows), b.text_kv, starts, freqs, ctx)
     pred = x - schedule.sigmas[k].to(x.device) * flow
     motions = [parse_prompt(caption)[1] for caption in captions]
