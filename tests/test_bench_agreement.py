@@ -15,7 +15,7 @@ from dysink_cli.cli.app import app
 from dysink_cli.config import resolve_config
 from dysink_cli.engine.memory.descriptors import describe_block
 from dysink_cli.engine.timing import StageTimer
-from dysink_cli.render.assemble import build_generator
+from dysink_cli.render.assemble import build_generator, latent_hw
 from dysink_cli.render.networks import NetworkSource
 
 
@@ -39,9 +39,7 @@ def _tiny_generator(tmp_path: Path):  # noqa: ANN202
     cpu = torch.device("cpu")
     embeds = source.encode_prompts(["a fox"], cpu, torch.float32)
     nets = source.load(cpu, torch.float32)
-    stride = nets.vae.cfg.spatial_stride
-    hw = (cfg.output.height // stride, cfg.output.width // stride)
-    gen = build_generator(cfg, nets, 3, hw, tmp_path, cpu, torch.float32, StageTimer(cpu))
+    gen = build_generator(cfg, nets, 3, latent_hw(cfg, nets), tmp_path, cpu, torch.float32, StageTimer(cpu))
     gen.set_prompt(nets.dit.encode_text(embeds["a fox"]))
     return gen, nets
 

@@ -27,7 +27,7 @@ from dysink_cli.engine.memory.bank import MemoryBank
 from dysink_cli.engine.memory.descriptors import describe_block
 from dysink_cli.engine.memory.policy import DySinkMemory
 from dysink_cli.engine.timing import StageTimer
-from dysink_cli.render.assemble import build_generator
+from dysink_cli.render.assemble import build_generator, latent_hw
 from dysink_cli.render.decode import StreamingDecoder
 from dysink_cli.render.networks import Networks
 
@@ -104,11 +104,10 @@ def configured_agreement(
         vae, pe, cfg.dysink.descriptors, nets.taehv,
         output=cfg.model.decoder, descriptor_decoder=cfg.dysink.descriptor_decoder,
     )  # fmt: skip
-    stride = vae.cfg.spatial_stride
-    latent_hw = (cfg.output.height // stride, cfg.output.width // stride)
     dtype = next(nets.dit.parameters()).dtype
     with tempfile.TemporaryDirectory(prefix="dysink-agreement-") as tmp:
-        gen = build_generator(cfg, nets, seed, latent_hw, Path(tmp), device, dtype, StageTimer(device))
+        hw = latent_hw(cfg, nets)
+        gen = build_generator(cfg, nets, seed, hw, Path(tmp), device, dtype, StageTimer(device))
         try:
             gen.set_prompt(text_kv)
             return steered_render(gen, blocks, lambda z: describe_block(z, vae, pe), configured.descriptor)

@@ -84,6 +84,12 @@ def open_bank(cfg: RenderConfig, work_dir: Path, device: torch.device) -> Memory
     )
 
 
+def latent_hw(cfg: RenderConfig, nets: Networks) -> tuple[int, int]:
+    """The render's latent grid (height, width): the output size over the VAE's spatial stride."""
+    stride = nets.vae.cfg.spatial_stride
+    return cfg.output.height // stride, cfg.output.width // stride
+
+
 def build_generator(
     cfg: RenderConfig,
     nets: Networks,

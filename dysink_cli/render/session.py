@@ -22,7 +22,7 @@ from dysink_cli.engine.timing import StageTimer
 from dysink_cli.io.ffmpeg import FfmpegSink, ffmpeg_exe
 from dysink_cli.io.handoff import FrameHandoff
 from dysink_cli.model.fp8 import use_fp8
-from dysink_cli.render.assemble import build_generator, warm_up
+from dysink_cli.render.assemble import build_generator, latent_hw, warm_up
 from dysink_cli.render.decode import StreamingDecoder
 from dysink_cli.render.device import DTYPES, resolve_device
 from dysink_cli.render.events import BlockDone, Event, Finished, Note, PromptSwitch, RenderStarted
@@ -140,11 +140,10 @@ class RenderSession:
         overlap = self.device.type == "cuda" and cfg.model.overlap_decode and not shared
         self.decode_stream = torch.cuda.Stream(self.device) if overlap else None
         # 4. the block generator (it owns the KV cache and the memory bank)
-        stride = self.nets.vae.cfg.spatial_stride
-        latent_hw = (cfg.output.height // stride, cfg.output.width // stride)
         self.gen = build_generator(
-            cfg, self.nets, job.seed, latent_hw, self.work.bank_dir, self.device, self.dtype, self.timer
-        )
+            cfg, self.nets, job.seed, latent_hw(cfg, self.nets), self.work.bank_dir, self.device, self.dtype,
+            self.timer,
+        )  # fmt: skip
         # 5. continue from a checkpoint, or start from given frames (--image / --continue)
         if self.checkpoint is not None:
             self._restore()
