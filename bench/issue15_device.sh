@@ -38,8 +38,10 @@ run() {  # name, then bench speed's arguments; runs when the name (or "speed": a
 }
 ASKED="$*"
 run dysink_dedup --preset dysink
+run dysink_dedup_gpu1 --preset dysink --set bank.gpu_entries=1
 run dysink_all --preset dysink --set dysink.dedup_threshold=1.01
 run dysink_all_gpu2 --preset dysink --set dysink.dedup_threshold=1.01 --set bank.gpu_entries=2
+run dysink_all_gpu1 --preset dysink --set dysink.dedup_threshold=1.01 --set bank.gpu_entries=1
 run longlive --preset longlive
 run dysink_taehv --preset dysink --decoder taehv --set dysink.descriptor_decoder=taehv
 run dysink_taehv_descriptors --preset dysink --set dysink.descriptor_decoder=taehv

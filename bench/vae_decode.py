@@ -7,7 +7,7 @@ Times (CUDA events, median) one steady-state 3-latent decode (12 frames at 832x4
 latent and one block) and the reference's standalone descriptor decode of a block (3 latents, fresh
 state, 9 frames), with the norm chains written after the cached frames in one pass ("fused", the
 default) and with a separate concatenation ("unfused", the code before); checks that both give the
-same frames. The floor is the decode's convolution FLOPs (counted by hooks) at the bf16 GEMM rate
+same frames. The floor is the decode's convolution FLOPs (counted at F.conv2d/F.conv3d) at the bf16 GEMM rate
 measured here. Prints one JSON line. It times the tree it sits in: to time an older commit,
 `git archive C dysink_cli | tar -x -C .old`, copy bench/ there and run `.old/bench/vae_decode.py`
 (trees before c63d196 have no fused chains: one variant); `--save-frames` lets the trees' frames be
@@ -23,32 +23,41 @@ import sys
 from pathlib import Path
 
 import torch
-from torch import nn
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.forward_profile import VAE_CATEGORIES, gpu_ms, kernel_split  # noqa: E402
 from dysink_cli.benchmarks.networks import random_networks  # noqa: E402
 from dysink_cli.model import vae_blocks  # noqa: E402
+from dysink_cli.model.compiling import compiled  # noqa: E402
 from dysink_cli.model.vae import WanVAE  # noqa: E402
 
 LATENT_HW = (60, 104)  # 832x480
 
 
-def conv_flops(vae: WanVAE, fn) -> float:
-    """FLOPs of every convolution one call of fn runs (2 x output elements x input taps)."""
+def conv_flops(fn) -> float:
+    """FLOPs of every convolution one call of fn runs (2 x output elements x input taps), counted at
+    F.conv2d/F.conv3d, so convolutions called without their module (the fused norm chains call
+    Conv3d.forward directly, which forward hooks miss) count too."""
     total = [0.0]
+    originals = {name: getattr(F, name) for name in ("conv2d", "conv3d")}
 
-    def hook(module: nn.Module, _inputs: object, out: torch.Tensor) -> None:
-        taps = module.in_channels // module.groups * math.prod(module.kernel_size)
-        total[0] += 2.0 * out.numel() * taps
+    def counting(original):
+        def call(x: torch.Tensor, weight: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+            out = original(x, weight, *args, **kwargs)
+            total[0] += 2.0 * out.numel() * math.prod(weight.shape[1:])
+            return out
 
-    handles = [m.register_forward_hook(hook) for m in vae.modules() if isinstance(m, nn.Conv3d | nn.Conv2d)]
+        return call
+
+    for name, original in originals.items():
+        setattr(F, name, counting(original))
     try:
         fn()
     finally:
-        for h in handles:
-            h.remove()
+        for name, original in originals.items():
+            setattr(F, name, original)
     return total[0]
 
 
@@ -74,7 +83,7 @@ def main() -> None:
     vae.use_channels_last()
     vae.use_compiled_ops()
     fused_fns = next((m.fns for m in vae.modules() if hasattr(m, "fns")), None)  # None before c63d196
-    plain = torch.compile(vae_blocks.rms_norm_silu, dynamic=True)
+    plain = compiled(vae_blocks.rms_norm_silu, dynamic=True)  # the render's recompile limit
 
     def plain_after(front, x, gamma, scale):
         return torch.cat([front, plain(x, gamma, scale)], dim=2)
@@ -89,8 +98,8 @@ def main() -> None:
         first_state = vae.decode_chunk(z[:, :1], vae.decoder_state())[1]
         first_state = vae.decode_chunk(z[:, 1:4], first_state)[1]
         block = z[:, 4:7]
-        result["conv_gflop_block"] = conv_flops(vae, lambda: vae.decode_chunk(block, first_state)) / 1e9
-        result["conv_gflop_descriptor"] = conv_flops(vae, lambda: vae.decode(block)) / 1e9
+        result["conv_gflop_block"] = conv_flops(lambda: vae.decode_chunk(block, first_state)) / 1e9
+        result["conv_gflop_descriptor"] = conv_flops(lambda: vae.decode(block)) / 1e9
         result["gemm_tflops"] = gemm_tflops(args.repeats)
         result["floor_ms_block"] = result["conv_gflop_block"] / result["gemm_tflops"]
         result["floor_ms_descriptor"] = result["conv_gflop_descriptor"] / result["gemm_tflops"]

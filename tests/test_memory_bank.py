@@ -118,7 +118,7 @@ def test_fifo_eviction_at_disk_gb(tmp_path: Path) -> None:
 def test_spills_and_reloads_are_counted(tmp_path: Path) -> None:
     bank = MemoryBank(work_dir=tmp_path, ram_gb=1.5 * entry_bytes() / 1e9, gpu_entries=1)
     for i in range(3):
-        bank.add(make_entry(i))  # RAM holds one entry: e0, e1 spill
+        bank.add(make_entry(i))  # RAM holds one; each is written ahead as the next to leave
     bank.flush()
     for picks in ([0], [0], [1], [2], [1]):
         bank.layer_kv(picks, None, CPU, torch.bfloat16)
@@ -129,7 +129,7 @@ def test_spills_and_reloads_are_counted(tmp_path: Path) -> None:
         "spills": 3,
         "reloads_disk_to_ram": 3,
         "reloads_ram_to_gpu": 3,
-        "ram_drops": 2,
+        "ram_drops": 5,  # e0, e1 as entries come; e2, e0, e1 as the reloads come in
         "evictions": 0,
         "ram_entries": 1,
         "gpu_entries": 2,
@@ -172,7 +172,7 @@ def test_checkpoint_and_reopen(tmp_path: Path) -> None:
     for i in range(4):
         bank.add(make_entry(i))
     bank.flush()
-    assert len(files(tmp_path)) == 2  # two spilled, two only in RAM
+    assert len(files(tmp_path)) == 3  # two spilled, the next to leave written ahead, one only in RAM
     state = bank.checkpoint()
     assert len(files(tmp_path)) == 4 and all(row["file"] for row in state["entries"])
     want = bank.layer_kv([0, 1, 2, 3], None, CPU, torch.bfloat16)
@@ -457,3 +457,30 @@ def test_pinned_spares_hand_out_ready_buffers_of_the_asked_shapes() -> None:
     assert spares._target == 2  # then only `spares` sets are kept ready
     spares.close()
     assert spares._thread is None and not spares._ready
+
+
+def test_pinned_spares_count_inside_ram_gb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sets pinned ahead for the next entries are host memory bank.ram_gb bounds: a bank whose
+    spares take two sets' room keeps that much less in its RAM tier."""
+    from dysink_cli.engine.memory import pinned
+
+    real_empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, pin_memory=False, **kw: real_empty(*a, **kw))  # no CUDA
+    first = make_entry(0)
+    shapes = pinned.shapes_of({"k": first.k, "v": first.v})
+    one_set = pinned.set_bytes(shapes)
+    spares = pinned.PinnedSpares(spares=2)
+    assert spares.committed_bytes() == 0  # nothing reserved yet
+    spares.reserve(shapes, 5)
+    assert spares.committed_bytes() == 5 * one_set
+    spares.take({"k": first.k, "v": first.v})  # ready or not yet made, it leaves the target
+    assert spares.committed_bytes() == 4 * one_set  # a taken set is the entry's now
+    spares.reserve(shapes, 2)
+    bank = MemoryBank(work_dir=tmp_path, ram_gb=(2 * one_set + 2.5 * entry_bytes()) / 1e9)
+    bank._spares = spares  # as a CUDA bank has them
+    for i in range(4):
+        bank.add(make_entry(i))
+        assert bank.host_bytes <= bank.ram_budget
+    assert bank.stats()["ram_entries"] == 2
+    bank.close()
+    assert spares.committed_bytes() == 0

@@ -67,6 +67,7 @@ class MemoryBank(BankPersistence):
         self._spares = PinnedSpares() if self.pin else None  # pinned buffers made ahead on a thread
         self.checkpoint_blocks = checkpoint_blocks
         self._largest_entry = 0
+        self._largest_host = 0  # host bytes of the largest entry: the room the next one needs
         # index: always complete
         self._ids: list[int] = []
         self._frames: list[int] = []
@@ -189,6 +190,7 @@ class MemoryBank(BankPersistence):
         self._ram_pop(eid)
         self._ram[eid] = payload
         self._ram_bytes += payload.host_nbytes
+        self._largest_host = max(self._largest_host, payload.host_nbytes)
 
     def _ram_pop(self, eid: int) -> None:
         payload = self._ram.pop(eid, None)
@@ -221,14 +223,28 @@ class MemoryBank(BankPersistence):
         self.counters["spilled_bytes"] += payload.nbytes
         log.debug("memory bank: spilling entry %d (%d bytes)", eid, payload.nbytes)
 
+    @property
+    def host_bytes(self) -> int:
+        """Host memory bank.ram_gb bounds: the RAM tier (writes in flight are of its entries) and the
+        pinned buffers made ahead for the next entries."""
+        return self._ram_bytes + (self._spares.committed_bytes() if self._spares is not None else 0)
+
     def _spill_over_budget(self) -> None:
-        while self._ram_bytes > self.ram_budget and self._ram:
+        """The LRU entries leave RAM while host_bytes > ram_gb: one whose file is current (or queued)
+        is dropped, a dirty one queued for writing (served from the write in flight until it lands).
+        Then the next one to leave is written ahead, while it stays in RAM, so that it usually
+        leaves for free and RAM plus the writes in flight stay within ram_gb."""
+        while self._ram and self.host_bytes > self.ram_budget:
             eid, payload = next(iter(self._ram.items()))
             if self._is_clean(eid):
                 self.counters["ram_drops"] += 1
             else:
                 self._write(eid, payload)
             self._ram_pop(eid)
+        if self._ram and self.host_bytes + self._largest_host > self.ram_budget:
+            eid, payload = next(iter(self._ram.items()))
+            if not self._is_clean(eid):
+                self._write(eid, payload)
 
     def _remove_file(self, file: DiskFile) -> None:
         if file.name in self._protected:

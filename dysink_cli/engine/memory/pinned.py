@@ -32,6 +32,11 @@ def sets_to_reserve(ram_budget_bytes: float, set_bytes: int, spares: int) -> int
     return max(min(held, MAX_RESERVED_SETS), spares)
 
 
+def set_bytes(shapes: Shapes) -> int:
+    """Pinned bytes of one set of buffers of these shapes."""
+    return sum(host_block_bytes(math.prod(shape) * dtype.itemsize, True) for _, shape, dtype in shapes)
+
+
 def shapes_of(tensors: dict[str, Tensor]) -> Shapes:
     return tuple((name, tuple(t.shape), t.dtype) for name, t in sorted(tensors.items()))
 
@@ -42,6 +47,7 @@ class PinnedSpares:
     def __init__(self, spares: int = 2) -> None:
         self.spares = spares
         self._shapes: Shapes | None = None
+        self._set_bytes = 0  # pinned bytes of one set of _shapes
         self._ready: deque[dict[str, Tensor]] = deque()
         self._cond = threading.Condition()
         self._target = spares
@@ -55,9 +61,13 @@ class PinnedSpares:
 
     def reserve_for(self, shapes: dict[str, tuple[tuple[int, ...], Any]], ram_budget_bytes: float) -> None:
         """Reserve the sets a RAM tier of `ram_budget_bytes` holds, of these {name: (shape, dtype)}."""
-        set_bytes = sum(host_block_bytes(math.prod(sh) * dt.itemsize, True) for sh, dt in shapes.values())
         ordered = tuple((name, shape, dtype) for name, (shape, dtype) in sorted(shapes.items()))
-        self.reserve(ordered, sets_to_reserve(ram_budget_bytes, set_bytes, self.spares))
+        self.reserve(ordered, sets_to_reserve(ram_budget_bytes, set_bytes(ordered), self.spares))
+
+    def committed_bytes(self) -> int:
+        """Pinned bytes of the sets ready or being made (the target; more only while one is taken)."""
+        with self._cond:
+            return max(self._target, len(self._ready)) * self._set_bytes if self._thread else 0
 
     def take(self, tensors: dict[str, Tensor]) -> dict[str, Tensor] | None:
         """Pinned buffers shaped like `tensors` if a set is ready, else None (allocate them yourself)."""
@@ -79,6 +89,7 @@ class PinnedSpares:
     def _restart(self, shapes: Shapes, target: int) -> None:
         self.close()
         self._shapes, self._target, self._stop = shapes, target, False
+        self._set_bytes = set_bytes(shapes)
         self._thread = threading.Thread(target=self._fill, name="dysink-bank-pinned", daemon=True)
         self._thread.start()
 

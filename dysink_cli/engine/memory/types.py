@@ -13,13 +13,16 @@ The bank drops its oldest entry (FIFO, as the reference's memory_max_entries) fr
 from the index, with an INFO log line, while it holds more than bank.max_entries entries or more
 than bank.disk_gb of payload (every entry counts, wherever it lives, since any entry may end up on
 disk; this keeps the decision independent of the tiers). When host RAM holds more than bank.ram_gb
-of payload, the least recently used entries spill to disk: an entry is written once, and one whose
-file is current is just dropped from RAM. The device keeps the entries retrieved for the current
-block plus the bank.gpu_entries most recently retrieved others. Files still named by the last
-checkpoint are deleted only at the next checkpoint; the bank keeps room for them (one entry per
-block of the checkpoint interval) inside bank.disk_gb, so its files never exceed bank.disk_gb.
-Without a work folder there is no disk and no byte cap: everything
-stays in RAM. GB = 1e9 bytes of stored payload (fp8 halves a bf16 entry)."""
+(the RAM tier's payloads plus, on CUDA, the pinned buffers made ahead for the next entries), the
+least recently used entries leave RAM: an entry is written to disk once, and one whose file is
+current is just dropped. The next entry to leave is written ahead while it is still in RAM, so with
+a disk that keeps up the bank's host memory stays within bank.ram_gb; a slower disk adds the writes
+in flight of entries that left (SpillWriter's queue, 4 at most, then the render waits). The
+device keeps the entries retrieved for the current block plus the bank.gpu_entries most recently
+retrieved others. Files still named by the last checkpoint are deleted only at the next
+checkpoint; the bank keeps room for them (one entry per block of the checkpoint interval) inside
+bank.disk_gb, so its files never exceed bank.disk_gb. Without a work folder there is no disk and
+no byte cap: everything stays in RAM. GB = 1e9 bytes of stored payload (fp8 halves a bf16 entry)."""
 
 COUNTERS = (
     "retrieved",
