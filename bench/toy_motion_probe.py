@@ -11,6 +11,10 @@ true context) is printed against the ground truth's, with the prompt naming the 
 moves in "same" and in "opposite" alike; one that follows the prompt reverses in "opposite"; one
 that learnt no motion holds still in both. This separates "the DiT never learnt to pan" from "the
 free-running renders lose the pan" (toy/evaluate.py measures those).
+
+`--rollout N`: after the two true blocks, the model draws N blocks in a row, each attending to the
+clean K/V of the two before it (its own from the third on; no sink, no memory), and the speed of
+each drawn block is printed: whether a pan survives the model's own context, block after block.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dysink_cli.model.rope import wan_frequencies  # noqa: E402
 from dysink_cli.toy.adherence import camera_velocity  # noqa: E402
 from dysink_cli.toy.data import FRAMES_PER_BLOCK, Layout, random_start  # noqa: E402
+from dysink_cli.toy.dit_context import dit_call, join_context  # noqa: E402
 from dysink_cli.toy.evaluate import REQUIRED  # noqa: E402
 from dysink_cli.toy.models import WEIGHTS_PATH, load_toy_networks  # noqa: E402
 from dysink_cli.toy.train_dit import Blocks, Schedule, context_kv, noisy_context, sample_steps  # noqa: E402
@@ -68,12 +73,47 @@ def probe(nets, theme: str, motion: str, prompt_motion: str, seed: int) -> tuple
     return along(camera_velocity(drawn), motion), along(camera_velocity(truth[-12:]), motion)
 
 
+@torch.no_grad()
+def rollout(nets, theme: str, motion: str, blocks: int, seed: int) -> list[float]:
+    """Speed along `motion` (px per frame) of each of `blocks` blocks drawn after two true ones."""
+    dit, vae, t5, tokenizer, _ = nets
+    path = camera_path(random_start(random.Random(seed)), [(motion, 21)])
+    truth = World(theme, seed).render(path, 128, 96)
+    chain = list(vae.encode((truth * 2 - 1).permute(1, 0, 2, 3)[None]).split(FRAMES_PER_BLOCK, dim=1))
+    ids, mask = tokenizer([f"a {theme} landscape, the camera pans {motion}"])
+    text_kv = dit.encode_text(t5.encode(ids, mask))
+    freqs = wan_frequencies(dit.cfg.head_dim, dit.cfg.rope_theta)
+    schedule, gen = Schedule.shipped(), torch.Generator().manual_seed(seed)
+    zero = torch.zeros(1)
+    clean = [dit_call(dit, chain[0], zero, text_kv, torch.tensor([0]), freqs)[1]]
+    clean.append(dit_call(dit, chain[1], zero, text_kv, torch.tensor([3]), freqs, clean[0])[1])
+    state = vae.decode_chunk(torch.cat(chain, dim=1), vae.decoder_state())[1]
+    speeds = []
+    for j in range(2, 2 + blocks):
+        starts = torch.tensor([FRAMES_PER_BLOCK * j])
+        ctx = join_context(clean[-2:])
+        noise = torch.randn(chain[0].shape, generator=gen)
+        _, pred = sample_steps(dit, noise, range(4), text_kv, starts, freqs, ctx, schedule, gen)
+        clean.append(dit_call(dit, pred, zero, text_kv, starts, freqs, ctx)[1])
+        frames, state = vae.decode_chunk(pred, state)
+        speeds.append(along(camera_velocity((frames[0] * 0.5 + 0.5).clamp(0, 1)), motion))
+    return speeds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--weights", type=Path, default=WEIGHTS_PATH)
+    parser.add_argument("--rollout", type=int, default=0, help="blocks drawn in a row after two true ones")
     args = parser.parse_args()
     torch.set_num_threads(2)
     nets = load_toy_networks("cpu", torch.float32, args.weights)
+    if args.rollout:
+        print(f"theme       pan    speed of drawn blocks 3..{2 + args.rollout} (px per frame along the pan)")
+        for seed, theme in enumerate(REQUIRED):
+            for motion in OPPOSITE:
+                speeds = " ".join(f"{v:5.2f}" for v in rollout(nets, theme, motion, args.rollout, seed))
+                print(f"{theme:10s}  {motion:5s}  {speeds}", flush=True)
+        return
     print("theme       pan    truth  same-prompt  opposite-prompt   (px per frame along the pan)")
     for seed, theme in enumerate(REQUIRED):
         for motion in OPPOSITE:
