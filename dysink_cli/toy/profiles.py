@@ -3,7 +3,8 @@
 "toy" is the shipped model's schedule on the GPU (bf16 autocast, about 30 minutes in all; `--budget-minutes`
 sets the sum of the minute budgets), "cpu" the same model on a laptop, "micro" and "smoke" the sizes of tests.
 "toy-camera" adds the "camera" stage before "dmd" (measured worse, bench/RESULTS.md: not in "toy"),
-"toy-pan" the "pan" stage (toy/train_pan.py; not run yet).
+"toy-pan" the "pan" stage (toy/train_pan.py; measured worse: the renders went flat), "toy-rollout" the
+"rollout" stage (sf on context rolled out from sigma 1.0 or 0.94, the render's case; not run yet).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import torch
 from dysink_cli.model.config import DiTConfig, PECoreConfig, T5Config, VAEConfig
 from dysink_cli.toy.models import TEXT_LEN, TOY, ToyConfigs
 
-STAGES = ("vae", "pe", "words", "dit", "sf", "text", "camera", "pan", "dmd")
+STAGES = ("vae", "pe", "words", "dit", "sf", "text", "camera", "pan", "rollout", "dmd")
 TEXT_STEPS = 720  # the "text" stage: openings of videos, where only the prompt tells the theme
+ROLLOUT_MINUTES = 5.0  # "rollout": sf on context rolled out from (near) pure noise (train_dit.ROLLOUT_STEPS)
 PAN_MINUTES = 5.0  # the "pan" stage: own rollouts from noise, target the shifted last frame (train_pan)
 CAMERA_MINUTES = 5.0  # the "camera" stage: the prompt's motion, mostly not the context's (data.CAMERA_MIX)
 DMD_MINUTES = 2.0  # the "dmd" stage: distribution matching of the 4-step sampler (toy/train_dmd.py)
@@ -59,11 +61,12 @@ PROFILES: dict[str, Profile] = {
         TOY, (12, 4, 3), (16, 8), (16, 8),
         {
             "vae": (6.3, 0), "pe": (1.0, 0), "words": (0, WORDS_STEPS), "dit": (13.0, 0), "sf": (5.5, 0),
-            "text": (0, TEXT_STEPS), "camera": (0, 0), "pan": (0, 0), "dmd": (DMD_MINUTES, 0),
+            "text": (0, TEXT_STEPS), "camera": (0, 0), "pan": (0, 0), "rollout": (0, 0),
+            "dmd": (DMD_MINUTES, 0),
         },
         {
             "vae": 1e-3, "pe": 5e-4, "words": 3e-3, "dit": 4e-4, "sf": 1.5e-4, "text": 3e-4, "camera": 2e-4,
-            "pan": 1e-4,
+            "pan": 1e-4, "rollout": 1.5e-4,
             "dmd": 5e-5,
         },
         dit_reuse=3, text_batch=(16, 8),
@@ -84,11 +87,11 @@ PROFILES: dict[str, Profile] = {
         (1, 2, 2), (2, 2), (2, 1),
         {
             "vae": (0, 2), "pe": (0, 2), "words": (0, 2), "dit": (0, 3), "sf": (0, 3), "text": (0, 2),
-            "camera": (0, 3), "pan": (0, 0), "dmd": (0, 3),
+            "camera": (0, 3), "pan": (0, 0), "rollout": (0, 0), "dmd": (0, 3),
         },
         {
             "vae": 1e-3, "pe": 1e-3, "words": 1e-3, "dit": 1e-3, "sf": 1e-3, "text": 1e-3, "camera": 1e-3,
-            "pan": 1e-3,
+            "pan": 1e-3, "rollout": 1e-3,
             "dmd": 1e-3,
         },
         frame_size=(32, 32), warmup=1, log_every=1, moments_dtype=torch.float32, dit_reuse=2, words_batch=4,
@@ -97,12 +100,12 @@ PROFILES: dict[str, Profile] = {
         TOY, (2, 2, 5), (4, 4), (4, 2),
         {
             "vae": (8.0, 0), "pe": (2.0, 0), "words": (0, WORDS_STEPS), "dit": (25.0, 0), "sf": (10.0, 0),
-            "text": (0, TEXT_STEPS), "camera": (2 * CAMERA_MINUTES, 0), "pan": (0, 0),
+            "text": (0, TEXT_STEPS), "camera": (2 * CAMERA_MINUTES, 0), "pan": (0, 0), "rollout": (0, 0),
             "dmd": (4 * DMD_MINUTES, 0),
         },
         {
             "vae": 6e-4, "pe": 5e-4, "words": 3e-3, "dit": 4e-4, "sf": 1.5e-4, "text": 3e-4, "camera": 2e-4,
-            "pan": 1e-4,
+            "pan": 1e-4, "rollout": 1.5e-4,
             "dmd": 5e-5,
         },
         warmup=50, log_every=10, words_batch=64,
@@ -111,11 +114,11 @@ PROFILES: dict[str, Profile] = {
         TOY, (1, 1, 2), (2, 2), (2, 1),
         {
             "vae": (0, 1), "pe": (0, 1), "words": (0, 1), "dit": (0, 2), "sf": (0, 3), "text": (0, 1),
-            "camera": (0, 2), "pan": (0, 0), "dmd": (0, 1),
+            "camera": (0, 2), "pan": (0, 0), "rollout": (0, 0), "dmd": (0, 1),
         },
         {
             "vae": 1e-4, "pe": 1e-4, "words": 1e-4, "dit": 1e-4, "sf": 1e-4, "text": 1e-4, "camera": 1e-4,
-            "pan": 1e-4,
+            "pan": 1e-4, "rollout": 1e-4,
             "dmd": 1e-4,
         },
         warmup=1, log_every=1, words_batch=8,
@@ -125,3 +128,6 @@ PROFILES["toy-camera"] = replace(
     PROFILES["toy"], budgets={**PROFILES["toy"].budgets, "camera": (CAMERA_MINUTES, 0)}
 )
 PROFILES["toy-pan"] = replace(PROFILES["toy"], budgets={**PROFILES["toy"].budgets, "pan": (PAN_MINUTES, 0)})
+PROFILES["toy-rollout"] = replace(
+    PROFILES["toy"], budgets={**PROFILES["toy"].budgets, "rollout": (ROLLOUT_MINUTES, 0)}
+)

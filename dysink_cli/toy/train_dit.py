@@ -29,6 +29,12 @@ SAMPLER_STEPS = (1000, 750, 500, 250)
 SHIFT = 5.0
 SAMPLER_STEP_PROBABILITY = 0.75  # else a uniform training timestep
 CONTEXT_NOISE_MAX = 0.1
+# Sampler steps a rolled-out context block starts from ([lo, hi) for the first block, then the
+# others): its ground truth noised to that step's sigma (step 0: pure noise, the render's case).
+StepRanges = tuple[tuple[int, int], tuple[int, int]]
+SF_STEPS: StepRanges = ((2, 4), (1, 4))  # "sf": sigma 0.83 or 0.63 first, the truth's detail kept
+ROLLOUT_STEPS: StepRanges = ((0, 2), (0, 2))  # "rollout": sigma 1.0 or 0.94, as a render starts
+FROM_NOISE: StepRanges = ((0, 1), (0, 1))  # "pan": nothing of the truth
 
 
 @dataclass(frozen=True)
@@ -211,11 +217,11 @@ def rolled_out_context(
     schedule: Schedule,
     generator: torch.Generator,
     rng: random.Random,
-    from_noise: bool = False,
+    steps: StepRanges = SF_STEPS,
 ) -> tuple[Tensor, Tensor | None]:
     """The model's own versions of the context blocks, block after block (no grad): each from its
-    ground truth noised to a random sampler step (from pure noise: step 0, the render's own case),
-    attending to the blocks generated before it."""
+    ground truth noised to a random sampler step of `steps` (far blocks and the first chain block:
+    the first range), attending to the blocks generated before it."""
     lay, rows = b.layout, b.chain.shape[0]
     far = None
     if b.far is not None:
@@ -223,7 +229,7 @@ def rolled_out_context(
         flat = denoise_from(
             dit,
             b.far.flatten(0, 1),
-            0 if from_noise else rng.randrange(2, 4),
+            rng.randrange(*steps[0]),
             text,
             b.far_starts.flatten(),
             freqs,
@@ -241,7 +247,7 @@ def rolled_out_context(
     for j in range(lay.chain_blocks - 1):
         ctx = join_context([sink_kv, *clean[max(0, j - lay.window_blocks) : j]])
         starts = b.chain_starts + FRAMES_PER_BLOCK * j
-        step = 0 if from_noise else rng.randrange(2, 4) if j == 0 else rng.randrange(1, 4)
+        step = rng.randrange(*steps[0 if j == 0 else 1])
         chain[:, j] = denoise_from(
             dit, b.chain[:, j], step, b.text_kv, starts, freqs, ctx, schedule, generator
         )
@@ -257,10 +263,12 @@ def own_chain_loss(
     schedule: Schedule,
     generator: torch.Generator,
     rng: random.Random,
+    steps: StepRanges = SF_STEPS,
 ) -> tuple[Tensor, dict[str, float]]:
-    """The last block at sampler step k of its own chain, given rolled-out context; x0 loss."""
+    """The last block at sampler step k of its own chain, given context rolled out from `steps`;
+    x0 loss against the ground truth."""
     lay, rows = b.layout, b.chain.shape[0]
-    chain, far = rolled_out_context(dit, b, freqs, schedule, generator, rng)
+    chain, far = rolled_out_context(dit, b, freqs, schedule, generator, rng, steps)
     memory, sink, clean = context_kv(dit, b, freqs, chain, far)
     j = lay.chain_blocks - 1
     ctx = noisy_context(b, j, memory, sink, clean)

@@ -21,6 +21,7 @@ from dysink_cli.toy.captions import parse_prompt
 from dysink_cli.toy.data import FRAMES_PER_BLOCK
 from dysink_cli.toy.dit_context import dit_call
 from dysink_cli.toy.train_dit import (
+    FROM_NOISE,
     Blocks,
     Schedule,
     context_kv,
@@ -79,7 +80,7 @@ def pan_loss(
     lay, rows = b.layout, b.chain.shape[0]
     if lay.chain_blocks < 2:
         raise ValueError("the pan loss needs a context block before the trained one")
-    chain, far = rolled_out_context(dit, b, freqs, schedule, generator, rng, from_noise=True)
+    chain, far = rolled_out_context(dit, b, freqs, schedule, generator, rng, FROM_NOISE)
     memory, sink, clean = context_kv(dit, b, freqs, chain, far)
     j = lay.chain_blocks - 1
     ctx = noisy_context(b, j, memory, sink, clean)

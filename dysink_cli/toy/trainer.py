@@ -1,6 +1,6 @@
 """Trainer: owns the four networks, the stage's optimiser, the RNGs and the counters.
 
-Stages run in order (vae, pe, words, dit, sf, text, camera, dmd), each until its budget (minutes and/or
+Stages run in order (profiles.STAGES), each until its budget (minutes and/or
 steps) is spent, across as many runs as it takes: state() / load() round-trip everything, so a resumed run
 continues bit-exactly. Losses go to losses.jsonl (one line per logged step) and a short line to
 the `log` callback.
@@ -28,6 +28,8 @@ from dysink_cli.toy.models import new_toy_networks, with_latent_stats
 from dysink_cli.toy.profiles import STAGES, Profile, lr_factor
 from dysink_cli.toy.prompt_probe import PROBE_WEIGHT, PromptProbe, words_step
 from dysink_cli.toy.train_dit import (
+    ROLLOUT_STEPS,
+    SF_STEPS,
     Blocks,
     DrawnBatch,
     Schedule,
@@ -83,17 +85,9 @@ class Trainer:
 
     def trainable(self, stage: str) -> list[nn.Module]:
         n = self.nets
-        return {
-            "vae": [n.vae],
-            "pe": [n.pe],
-            "words": [n.t5, self.probe],
-            "dit": [n.dit, n.t5, self.probe],
-            "sf": [n.dit, n.t5, self.probe],
-            "text": [n.dit, n.t5, self.probe],
-            "pan": [n.dit, n.t5, self.probe],
-            "camera": [n.dit, n.t5, self.probe],
-            "dmd": [n.dit, *self.critics.trained()],  # the teacher stays frozen
-        }[stage]
+        own = {"vae": [n.vae], "pe": [n.pe], "words": [n.t5, self.probe]}
+        own["dmd"] = [n.dit, *self.critics.trained()]  # the teacher stays frozen
+        return own.get(stage, [n.dit, n.t5, self.probe])  # the DiT stages (dit, sf, text, camera, ...)
 
     def optimizer(self, stage: str) -> torch.optim.Optimizer:
         if self.opt_stage != stage:
@@ -213,14 +207,15 @@ class Trainer:
     def dit_step(self, stage: str) -> dict[str, float]:
         blocks = self.dit_blocks(stage)
         assert self.batch is not None
-        dit, own = self.nets.dit, stage == "sf" and self.rng.random() < OWN_CHAIN_PROBABILITY
+        dit, own = self.nets.dit, stage in ("sf", "rollout") and self.rng.random() < OWN_CHAIN_PROBABILITY
         draw = (self.freqs, self.schedule, self.generator, self.rng)
         if stage == "dmd":
             loss, parts = dmd_loss(dit, self.critics, blocks, self.last_text[0], *draw)
         elif stage == "pan":
             loss, parts = pan_loss(dit, blocks, self.batch.captions, *draw)
         elif own:
-            loss, parts = own_chain_loss(dit, blocks, *draw)
+            steps = ROLLOUT_STEPS if stage == "rollout" else SF_STEPS
+            loss, parts = own_chain_loss(dit, blocks, *draw, steps)
         else:
             last = stage == "camera"  # its context blocks do not move as their prompt says
             loss, parts = teacher_forcing_loss(dit, blocks, self.freqs, self.schedule, self.generator, last)
