@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from dysink_cli.engine.memory import pinned
 from dysink_cli.engine.memory import store as bank_store
 from dysink_cli.engine.memory.bank import BankEntry, MemoryBank
 from dysink_cli.engine.memory.store import Payload, SpillWriter
@@ -318,10 +319,11 @@ def test_parity_fixtures_with_bank_forced_to_disk(tmp_path: Path) -> None:
 def test_cuda_tiers_match_cpu(tmp_path: Path, fmt: str) -> None:
     cuda = torch.device("cuda")
     cpu_bank = MemoryBank(dtype=fmt)
-    gpu_bank = MemoryBank(
-        work_dir=tmp_path, ram_gb=1.5 * entry_bytes() / 1e9, gpu_entries=1, dtype=fmt, device=cuda
-    )
     first = make_entry(0)
+    stored = bank_store.kv_shapes(tuple(first.k.shape), first.k.dtype, fmt)
+    spares = 2 * pinned.set_bytes(tuple((n, sh, dt) for n, (sh, dt) in sorted(stored.items())))
+    room = spares + 1.5 * 2 * entry_bytes()  # the two spare sets, then about one pinned entry
+    gpu_bank = MemoryBank(work_dir=tmp_path, ram_gb=room / 1e9, gpu_entries=1, dtype=fmt, device=cuda)
     gpu_bank.reserve_pinned(tuple(first.k.shape), first.k.dtype)
     for i in range(8):
         e = make_entry(i)
@@ -342,6 +344,7 @@ def test_cuda_tiers_match_cpu(tmp_path: Path, fmt: str) -> None:
     stats = gpu_bank.stats()
     assert stats["spills"] > 0 and stats["reloads_disk_to_ram"] > 0 and stats["gpu_entries"] <= 3
     assert stats["pinned_ready_hits"] > 0  # buffers made ahead on the thread were used
+    assert stats["ram_entries"] >= 1 and gpu_bank.host_bytes <= gpu_bank.ram_budget
     assert all(t.is_pinned() for p in gpu_bank._ram.values() for t in p.tensors.values())
     for a, b in zip(gpu_bank.entries, cpu_bank.entries, strict=True):
         assert torch.equal(a.k, b.k) and torch.equal(a.latent, b.latent)
@@ -462,8 +465,6 @@ def test_pinned_spares_hand_out_ready_buffers_of_the_asked_shapes() -> None:
 def test_pinned_spares_count_inside_ram_gb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The sets pinned ahead for the next entries are host memory bank.ram_gb bounds: a bank whose
     spares take two sets' room keeps that much less in its RAM tier."""
-    from dysink_cli.engine.memory import pinned
-
     real_empty = torch.empty
     monkeypatch.setattr(torch, "empty", lambda *a, pin_memory=False, **kw: real_empty(*a, **kw))  # no CUDA
     first = make_entry(0)

@@ -128,6 +128,9 @@ PROFILES["toy-camera"] = replace(
     PROFILES["toy"], budgets={**PROFILES["toy"].budgets, "camera": (CAMERA_MINUTES, 0)}
 )
 PROFILES["toy-pan"] = replace(PROFILES["toy"], budgets={**PROFILES["toy"].budgets, "pan": (PAN_MINUTES, 0)})
-PROFILES["toy-rollout"] = replace(
-    PROFILES["toy"], budgets={**PROFILES["toy"].budgets, "rollout": (ROLLOUT_MINUTES, 0)}
-)
+for _name in ("toy", "cpu"):  # "toy-rollout" on the GPU, "cpu-rollout" its laptop twin (4x the minutes)
+    _scale = 1 if _name == "toy" else 4
+    PROFILES[f"{_name}-rollout"] = replace(
+        PROFILES[_name],
+        budgets={**PROFILES[_name].budgets, "camera": (0, 0), "rollout": (_scale * ROLLOUT_MINUTES, 0)},
+    )
