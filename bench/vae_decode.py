@@ -11,7 +11,8 @@ same frames. The floor is the decode's convolution FLOPs (counted at F.conv2d/F.
 measured here. Prints one JSON line. It times the tree it sits in: to time an older commit,
 `git archive C dysink_cli | tar -x -C .old`, copy bench/ there and run `.old/bench/vae_decode.py`
 (trees before c63d196 have no fused chains: one variant); `--save-frames` lets the trees' frames be
-compared.
+compared. A last timing runs the fused decode with every convolution's bias removed: the bound on
+folding the bias adds (one elementwise pass per convolution) into the fused passes around them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -118,6 +120,17 @@ def main() -> None:
             result[f"{'fused' if fused else 'unfused'}_split_ms"] = kernel_split(
                 lambda: vae.decode_chunk(block, first_state), VAE_CATEGORIES
             )
+        if fused_fns:  # the bound on folding the biases away: the fused decode with none (timing only)
+            biases = {m: m.bias for m in vae.modules() if isinstance(m, nn.Conv3d | nn.Conv2d)}
+            for m in biases:
+                m.bias = None
+            result["fused_no_bias_block_ms"] = gpu_ms(lambda: vae.decode_chunk(block, first_state), n)
+            print("kernels, fused, convolutions without bias:", flush=True)
+            result["fused_no_bias_split_ms"] = kernel_split(
+                lambda: vae.decode_chunk(block, first_state), VAE_CATEGORIES
+            )
+            for m, bias in biases.items():
+                m.bias = bias
     if fused_fns:
         diff = (frames[True] - frames[False]).abs().max().item()
         result["max_abs_diff_fused_vs_unfused"] = diff
