@@ -29,23 +29,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dysink_cli.model.rope import wan_frequencies  # noqa: E402
-from dysink_cli.toy.adherence import camera_velocity  # noqa: E402
+from dysink_cli.toy.adherence import camera_velocity, speed_along  # noqa: E402
 from dysink_cli.toy.data import FRAMES_PER_BLOCK, Layout, random_start  # noqa: E402
 from dysink_cli.toy.dit_context import dit_call, join_context  # noqa: E402
 from dysink_cli.toy.evaluate import REQUIRED  # noqa: E402
 from dysink_cli.toy.models import WEIGHTS_PATH, load_toy_networks  # noqa: E402
 from dysink_cli.toy.train_dit import Blocks, Schedule, context_kv, noisy_context, sample_steps  # noqa: E402
-from dysink_cli.toy.world import World, camera_path, velocity  # noqa: E402
+from dysink_cli.toy.world import World, camera_path  # noqa: E402
 
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 FRAMES = 33  # 9 + 12 + 12: three blocks from the start of a video
-
-
-def along(v: tuple[float, float], motion: str) -> float:
-    """The velocity's component along the motion's direction, px per frame."""
-    dx, dy = velocity(motion)
-    norm = (dx * dx + dy * dy) ** 0.5
-    return (v[0] * dx + v[1] * dy) / norm
 
 
 @torch.no_grad()
@@ -70,7 +63,7 @@ def probe(nets, theme: str, motion: str, prompt_motion: str, seed: int) -> tuple
     _, pred = sample_steps(dit, noise, range(4), text_kv, starts, freqs, ctx, schedule, gen)
     frames = vae.decode(torch.cat([chain[:, 0], chain[:, 1], pred], dim=1))[0]  # (33, 3, 96, 128), [-1, 1]
     drawn = (frames[-12:] * 0.5 + 0.5).clamp(0, 1)
-    return along(camera_velocity(drawn), motion), along(camera_velocity(truth[-12:]), motion)
+    return speed_along(camera_velocity(drawn), motion), speed_along(camera_velocity(truth[-12:]), motion)
 
 
 @torch.no_grad()
@@ -96,7 +89,7 @@ def rollout(nets, theme: str, motion: str, blocks: int, seed: int) -> list[float
         _, pred = sample_steps(dit, noise, range(4), text_kv, starts, freqs, ctx, schedule, gen)
         clean.append(dit_call(dit, pred, zero, text_kv, starts, freqs, ctx)[1])
         frames, state = vae.decode_chunk(pred, state)
-        speeds.append(along(camera_velocity((frames[0] * 0.5 + 0.5).clamp(0, 1)), motion))
+        speeds.append(speed_along(camera_velocity((frames[0] * 0.5 + 0.5).clamp(0, 1)), motion))
     return speeds
 
 

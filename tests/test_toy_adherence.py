@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dysink_cli.toy.adherence import ThemeClassifier, camera_velocity, contrast_trend, phase_shift
+from dysink_cli.toy.adherence import ThemeClassifier, camera_velocity, contrast_trend, phase_shift, speed_along
 from dysink_cli.toy.world import CAMERA_SPEED_PX_PER_FRAME, THEMES, World, camera_path, velocity
 
 
@@ -63,3 +63,9 @@ def test_contrast_trend_sees_a_drift_to_grey() -> None:
     )
     first, last = contrast_trend(fading, 10)
     assert last < 0.5 * first
+
+
+def test_speed_along_the_command() -> None:
+    assert speed_along((2.0, 0.5), "right") == 2.0 and speed_along((2.0, 0.5), "left") == -2.0
+    assert speed_along((0.0, -1.5), "up") == 1.5  # y grows downward: up is -y
+    assert speed_along((3.0, 3.0), "still") == 0.0

@@ -7,12 +7,13 @@ Imports toy.world and torch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from dysink_cli.toy.world import THEMES, World
+from dysink_cli.toy.world import THEMES, World, velocity
 
 FIT_SEEDS = (101, 102, 103)  # maps the classifier is fitted on (tests score it on others)
 PHASE_LOWPASS = 0.07  # cycles per pixel: phase correlation's low-pass (see phase_shift)
@@ -92,6 +93,12 @@ def camera_velocity(frames: Tensor, gap: int = 4) -> tuple[float, float]:
     dx = torch.tensor([s[0] for s in shifts]).median().item()
     dy = torch.tensor([s[1] for s in shifts]).median().item()
     return -dx / gap, -dy / gap
+
+
+def speed_along(v: tuple[float, float], motion: str) -> float:
+    """The component of a camera velocity (px per frame) along `motion`'s direction (0 when still)."""
+    want = velocity(motion)
+    return (v[0] * want[0] + v[1] * want[1]) / max(1e-9, math.hypot(*want))
 
 
 def contrast_trend(frames: Tensor, window: int) -> tuple[float, float]:

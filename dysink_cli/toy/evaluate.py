@@ -26,11 +26,17 @@ from dysink_cli.engine.generator import BlockGenerator
 from dysink_cli.engine.memory.descriptors import describe_block
 from dysink_cli.engine.noise import SeededNoise
 from dysink_cli.render.assemble import loop_spec
-from dysink_cli.toy.adherence import ThemeClassifier, camera_velocity, contrast_trend, edge_sharpness
+from dysink_cli.toy.adherence import (
+    ThemeClassifier,
+    camera_velocity,
+    contrast_trend,
+    edge_sharpness,
+    speed_along,
+)
 from dysink_cli.toy.captions import random_caption
 from dysink_cli.toy.data import random_start
 from dysink_cli.toy.models import WEIGHTS_PATH, load_toy_networks
-from dysink_cli.toy.world import CAMERA_SPEED_PX_PER_FRAME, World, camera_path, velocity
+from dysink_cli.toy.world import CAMERA_SPEED_PX_PER_FRAME, World, camera_path
 
 LATENT_HW = (12, 16)
 FPS = 16
@@ -77,8 +83,7 @@ def theme_row(nets, classifier: ThemeClassifier, theme: str, motion: str, second
     caption = random_caption(random.Random(seed), theme, motion)
     frames, stats = render_prompt(nets, caption, blocks_for(seconds), seed)
     vx, vy = camera_velocity(frames)
-    want = velocity(motion)
-    along = (vx * want[0] + vy * want[1]) / max(1e-9, math.hypot(*want))  # px/frame the commanded way
+    along = speed_along((vx, vy), motion)  # px/frame the commanded way
     truth = ground_truth(theme, motion, len(frames), seed)
     return {
         "theme": theme, "motion": motion, "caption": caption, "frames": len(frames),
