@@ -7,7 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dysink_cli.toy.adherence import ThemeClassifier, camera_velocity, contrast_trend, phase_shift, speed_along
+from dysink_cli.toy.adherence import (
+    ThemeClassifier,
+    camera_velocity,
+    contrast_trend,
+    phase_shift,
+    speed_along,
+)
 from dysink_cli.toy.world import CAMERA_SPEED_PX_PER_FRAME, THEMES, World, camera_path, velocity
 
 
