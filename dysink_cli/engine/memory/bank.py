@@ -225,15 +225,13 @@ class MemoryBank(BankPersistence):
 
     @property
     def host_bytes(self) -> int:
-        """Host memory bank.ram_gb bounds: the RAM tier (writes in flight are of its entries) and the
-        pinned buffers made ahead for the next entries."""
+        """Host memory bank.ram_gb bounds: the RAM tier and the pinned buffers made ahead."""
         return self._ram_bytes + (self._spares.committed_bytes() if self._spares is not None else 0)
 
     def _spill_over_budget(self) -> None:
-        """The LRU entries leave RAM while host_bytes > ram_gb: one whose file is current (or queued)
-        is dropped, a dirty one queued for writing (served from the write in flight until it lands).
-        Then the next one to leave is written ahead, while it stays in RAM, so that it usually
-        leaves for free and RAM plus the writes in flight stay within ram_gb."""
+        """The LRU entries leave RAM while host_bytes > ram_gb (a dirty one is queued for writing and
+        served from the queue); then the next to leave is written ahead while still in RAM, so that
+        it usually leaves for free (EVICTION_POLICY)."""
         while self._ram and self.host_bytes > self.ram_budget:
             eid, payload = next(iter(self._ram.items()))
             if self._is_clean(eid):
