@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dysink_cli.model.rope import wan_frequencies  # noqa: E402
 from dysink_cli.toy.adherence import camera_velocity, speed_along  # noqa: E402
-from dysink_cli.toy.data import FRAMES_PER_BLOCK, Layout, random_start  # noqa: E402
+from dysink_cli.toy.data import FRAMES_PER_BLOCK, random_start  # noqa: E402
 from dysink_cli.toy.dit_context import dit_call, join_context  # noqa: E402
 from dysink_cli.toy.evaluate import REQUIRED  # noqa: E402
 from dysink_cli.toy.models import WEIGHTS_PATH, load_toy_networks  # noqa: E402
-from dysink_cli.toy.train_dit import Blocks, Schedule, context_kv, noisy_context, sample_steps  # noqa: E402
+from dysink_cli.toy.train_dit import Schedule, sample_steps  # noqa: E402
 from dysink_cli.toy.world import World, camera_path  # noqa: E402
 
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
@@ -42,38 +42,18 @@ FRAMES = 33  # 9 + 12 + 12: three blocks from the start of a video
 
 
 @torch.no_grad()
-def probe(nets, theme: str, motion: str, prompt_motion: str, seed: int) -> tuple[float, float]:
-    """(model's, truth's) speed along `motion` in block 3, px per frame."""
+def drawn_speeds(
+    nets, theme: str, motion: str, prompt_motion: str, blocks: int, seed: int
+) -> tuple[list[float], float]:
+    """Speeds along `motion` (px per frame) of `blocks` blocks the model draws in a row after the two
+    true blocks of a pan (each attending to the two before it), prompted with `prompt_motion`, and
+    the truth's speed in block 3."""
     dit, vae, t5, tokenizer, _ = nets
     path = camera_path(random_start(random.Random(seed)), [(motion, FRAMES)])
     truth = World(theme, seed).render(path, 128, 96)  # (33, 3, 96, 128) in [0, 1]
-    z = vae.encode((truth * 2 - 1).permute(1, 0, 2, 3)[None])  # (1, 9, 16, 12, 16)
-    chain = z.unflatten(1, (3, FRAMES_PER_BLOCK))
+    z = vae.encode((truth * 2 - 1).permute(1, 0, 2, 3)[None])  # (1, 9, 16, 12, 16), causal
+    chain = list(z[:, : 2 * FRAMES_PER_BLOCK].split(FRAMES_PER_BLOCK, dim=1))  # the two true blocks
     ids, mask = tokenizer([f"a {theme} landscape, the camera pans {prompt_motion}"])
-    text_kv = dit.encode_text(t5.encode(ids, mask))
-    freqs = wan_frequencies(dit.cfg.head_dim, dit.cfg.rope_theta)
-    b = Blocks(Layout(3, 2, "none", 0, True), chain, None, torch.zeros(1, dtype=torch.long),
-               torch.zeros(1, 0, dtype=torch.long), text_kv)  # fmt: skip
-    memory, sink, clean = context_kv(dit, b, freqs, chain, None)
-    gen = torch.Generator().manual_seed(seed)
-    noise = torch.randn(chain[:, 2].shape, generator=gen)
-    starts = b.chain_starts + 2 * FRAMES_PER_BLOCK
-    schedule = Schedule.shipped()
-    ctx = noisy_context(b, 2, memory, sink, clean)
-    _, pred = sample_steps(dit, noise, range(4), text_kv, starts, freqs, ctx, schedule, gen)
-    frames = vae.decode(torch.cat([chain[:, 0], chain[:, 1], pred], dim=1))[0]  # (33, 3, 96, 128), [-1, 1]
-    drawn = (frames[-12:] * 0.5 + 0.5).clamp(0, 1)
-    return speed_along(camera_velocity(drawn), motion), speed_along(camera_velocity(truth[-12:]), motion)
-
-
-@torch.no_grad()
-def rollout(nets, theme: str, motion: str, blocks: int, seed: int) -> list[float]:
-    """Speed along `motion` (px per frame) of each of `blocks` blocks drawn after two true ones."""
-    dit, vae, t5, tokenizer, _ = nets
-    path = camera_path(random_start(random.Random(seed)), [(motion, 21)])
-    truth = World(theme, seed).render(path, 128, 96)
-    chain = list(vae.encode((truth * 2 - 1).permute(1, 0, 2, 3)[None]).split(FRAMES_PER_BLOCK, dim=1))
-    ids, mask = tokenizer([f"a {theme} landscape, the camera pans {motion}"])
     text_kv = dit.encode_text(t5.encode(ids, mask))
     freqs = wan_frequencies(dit.cfg.head_dim, dit.cfg.rope_theta)
     schedule, gen = Schedule.shipped(), torch.Generator().manual_seed(seed)
@@ -90,7 +70,7 @@ def rollout(nets, theme: str, motion: str, blocks: int, seed: int) -> list[float
         clean.append(dit_call(dit, pred, zero, text_kv, starts, freqs, ctx)[1])
         frames, state = vae.decode_chunk(pred, state)
         speeds.append(speed_along(camera_velocity((frames[0] * 0.5 + 0.5).clamp(0, 1)), motion))
-    return speeds
+    return speeds, speed_along(camera_velocity(truth[-12:]), motion)
 
 
 def main() -> None:
@@ -104,14 +84,15 @@ def main() -> None:
         print(f"theme       pan    speed of drawn blocks 3..{2 + args.rollout} (px per frame along the pan)")
         for seed, theme in enumerate(REQUIRED):
             for motion in OPPOSITE:
-                speeds = " ".join(f"{v:5.2f}" for v in rollout(nets, theme, motion, args.rollout, seed))
+                drawn, _ = drawn_speeds(nets, theme, motion, motion, args.rollout, seed)
+                speeds = " ".join(f"{v:5.2f}" for v in drawn)
                 print(f"{theme:10s}  {motion:5s}  {speeds}", flush=True)
         return
     print("theme       pan    truth  same-prompt  opposite-prompt   (px per frame along the pan)")
     for seed, theme in enumerate(REQUIRED):
         for motion in OPPOSITE:
-            same, truth = probe(nets, theme, motion, motion, seed)
-            opposite, _ = probe(nets, theme, motion, OPPOSITE[motion], seed)
+            (same,), truth = drawn_speeds(nets, theme, motion, motion, 1, seed)
+            (opposite,), _ = drawn_speeds(nets, theme, motion, OPPOSITE[motion], 1, seed)
             print(f"{theme:10s}  {motion:5s}  {truth:5.2f}  {same:11.2f}  {opposite:15.2f}", flush=True)
 
 
