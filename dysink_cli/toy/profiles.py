@@ -124,13 +124,15 @@ PROFILES: dict[str, Profile] = {
         warmup=1, log_every=1, words_batch=8,
     ),
 }  # fmt: skip
-PROFILES["toy-camera"] = replace(
-    PROFILES["toy"], budgets={**PROFILES["toy"].budgets, "camera": (CAMERA_MINUTES, 0)}
-)
-PROFILES["toy-pan"] = replace(PROFILES["toy"], budgets={**PROFILES["toy"].budgets, "pan": (PAN_MINUTES, 0)})
-for _name in ("toy", "cpu"):  # "toy-rollout" on the GPU, "cpu-rollout" its laptop twin (4x the minutes)
-    _scale = 1 if _name == "toy" else 4
-    PROFILES[f"{_name}-rollout"] = replace(
-        PROFILES[_name],
-        budgets={**PROFILES[_name].budgets, "camera": (0, 0), "rollout": (_scale * ROLLOUT_MINUTES, 0)},
-    )
+
+
+def fine_tune(base: str, stage: str, minutes: float) -> Profile:
+    """`base` with one fine-tuning stage (those after "text") given `minutes` and the others none."""
+    tuned = dict.fromkeys(STAGES[STAGES.index("camera") : STAGES.index("dmd")], (0, 0))
+    return replace(PROFILES[base], budgets={**PROFILES[base].budgets, **tuned, stage: (minutes, 0)})
+
+
+PROFILES["toy-camera"] = fine_tune("toy", "camera", CAMERA_MINUTES)
+PROFILES["toy-pan"] = fine_tune("toy", "pan", PAN_MINUTES)
+PROFILES["toy-rollout"] = fine_tune("toy", "rollout", ROLLOUT_MINUTES)
+PROFILES["cpu-rollout"] = fine_tune("cpu", "rollout", 4 * ROLLOUT_MINUTES)  # the laptop's 4x minutes
