@@ -25,11 +25,11 @@ Shapes = tuple[tuple[str, tuple[int, ...], torch.dtype], ...]
 MAX_RESERVED_SETS = 32  # sets pinned ahead at most (a larger bank.ram_gb fills the rest as it goes)
 
 
-def sets_to_reserve(ram_budget_bytes: float, set_bytes: int, spares: int) -> int:
+def sets_to_reserve(ram_budget_bytes: float, bytes_per_set: int, spares: int) -> int:
     """Sets to pin ahead: as many as bank.ram_gb holds (capped; none without a budget), at least
     the spares; the bank counts the sets not taken yet inside its budget (committed_bytes).
-    `set_bytes`: pinned bytes of one set (store.host_block_bytes of each tensor)."""
-    held = 0 if math.isinf(ram_budget_bytes) else int(ram_budget_bytes // set_bytes)
+    `bytes_per_set`: pinned bytes of one set (set_bytes)."""
+    held = 0 if math.isinf(ram_budget_bytes) else int(ram_budget_bytes // bytes_per_set)
     return max(min(held, MAX_RESERVED_SETS), spares)
 
 
