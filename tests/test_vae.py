@@ -196,42 +196,154 @@ def test_interleave_halves_is_wan_upsample3d_frame_order(channels_last: bool) ->
 def test_norm_silu_step_equals_norm_then_cached_conv(frames: int) -> None:
     """The residual blocks' fused step (norm chain written after the cached frames) gives the
     values and slot of Wan's order: SiLU(RMS_norm(x)), then the cached causal conv."""
-    from dysink_cli.model.vae_blocks import (
-        CausalHead,
-        causal_step,
-        norm_silu_step,
-        rms_norm_silu,
-        rms_norm_silu_after,
-    )
+    from dysink_cli.model.vae_blocks import CausalHead, causal_step, norm_silu_step
+    from dysink_cli.model.vae_chains import EAGER, rms_norm_silu
 
     torch.manual_seed(0)
     head = CausalHead(8, 5)
     torch.nn.init.normal_(head[0].gamma, 1.0, 0.3)
     x = torch.randn(1, 8, frames, 6, 7)
     for prev in (None, torch.randn(1, 8, 1, 6, 7), torch.randn(1, 8, 2, 6, 7)):
-        fns = (rms_norm_silu, rms_norm_silu_after)
-        got, got_slot = norm_silu_step(fns, head[0], head[2], x, prev)
+        got, got_slot = norm_silu_step(EAGER, head[0], head[2], x, prev)
         want, want_slot = causal_step(head[2], rms_norm_silu(x, head[0].gamma, head[0].scale), prev)
         assert torch.equal(got, want) and torch.equal(got_slot, want_slot)
 
 
+def _bias_added_apart(module: torch.nn.Module) -> list[bool]:
+    """Every conv of `module` adds its bias in a second op rounded to the output dtype, as PyTorch
+    does after a cuDNN convolution (the CPU kernels add it inside, with other roundings). Returns
+    the list each call appends to: whether the conv was asked for its bias."""
+    asked: list[bool] = []
+    for conv in module.modules():
+        if isinstance(conv, torch.nn.Conv3d) and conv.bias is not None:
+            plain = conv._conv_forward
+
+            def apart(x: Tensor, weight: Tensor, bias: Tensor | None, plain=plain) -> Tensor:
+                asked.append(bias is not None)
+                y = plain(x, weight, None)
+                return y if bias is None else y + bias.reshape(-1, 1, 1, 1)
+
+            conv._conv_forward = apart
+    return asked
+
+
+@pytest.mark.parametrize("dims", [(8, 8), (8, 6)])
+def test_residual_block_with_folded_biases_gives_the_same_values(dims: tuple[int, int]) -> None:
+    """With `fold_biases` a residual block's two convs leave their bias to the next pass (the norm
+    chain, the residual sum); in bfloat16 its outputs and slots equal those of the separate bias
+    adds, over a stream of chunks (first call, short and full caches)."""
+    from dataclasses import replace
+
+    from dysink_cli.model.vae_blocks import ResidualBlock
+    from dysink_cli.model.vae_chains import EAGER
+
+    torch.manual_seed(1)
+    block = ResidualBlock(*dims).to(torch.bfloat16)
+    for norm in (block.residual[0], block.residual[3]):
+        torch.nn.init.normal_(norm.gamma, 1.0, 0.3)
+    for conv in (block.residual[2], block.residual[6]):
+        torch.nn.init.normal_(conv.bias, 0.0, 1.0)
+    folded = copy.deepcopy(block)
+    folded.chains = replace(EAGER, fold_biases=True)
+    asked, folded_asked = _bias_added_apart(block), _bias_added_apart(folded)
+    slots = (None, None)
+    folded_slots = (None, None)
+    for frames in (1, 3, 3):
+        x = torch.randn(1, dims[0], frames, 5, 6, dtype=torch.bfloat16)
+        want, slots = block(x, slots)
+        got, folded_slots = folded(x, folded_slots)
+        assert torch.equal(got, want)
+        assert all(torch.equal(a, b) for a, b in zip(folded_slots, slots, strict=True))
+    shortcut_calls = 3 if dims[0] != dims[1] else 0  # the 1x1 shortcut keeps its bias
+    assert folded_asked.count(False) == 6 and folded_asked.count(True) == shortcut_calls
+    assert asked.count(False) == 0
+    bias_free = copy.deepcopy(block)
+    torch.nn.init.zeros_(bias_free.residual[6].bias)
+    assert not torch.equal(bias_free(x, slots)[0], want), "the second conv's bias must count"
+
+
+def test_decoder_with_folded_biases_streams_the_same_frames() -> None:
+    """A whole bfloat16 decoder (residual blocks with and without a shortcut conv, the head, the
+    upsamplers) streams the same frames with the biases folded as with cuDNN's separate adds."""
+    from dataclasses import replace
+
+    from dysink_cli.model.vae_chains import EAGER
+
+    torch.manual_seed(4)
+    vae = WanVAE(VAEConfig(dim=8)).to(torch.bfloat16)
+    for conv in vae.modules():
+        if isinstance(conv, torch.nn.Conv3d) and conv.bias is not None:
+            torch.nn.init.normal_(conv.bias, 0.0, 0.5)
+    _bias_added_apart(vae)
+    z = torch.randn(1, 7, 16, 6, 8, dtype=torch.bfloat16)
+    want = torch.cat(_stream(vae, z, [1, 3, 3]), dim=1)
+    folded = replace(EAGER, fold_biases=True)
+    for module in vae.modules():
+        if hasattr(module, "chains"):
+            module.chains = folded
+    assert torch.equal(torch.cat(_stream(vae, z, [1, 3, 3]), dim=1), want)
+
+
+def test_folding_a_bias_needs_a_three_frame_conv() -> None:
+    """A 1-frame conv has no padded pass to carry a bias: asked to, the step says so."""
+    from dysink_cli.model.vae_blocks import CausalConv3d, RMS_norm, norm_silu_step
+    from dysink_cli.model.vae_chains import EAGER
+
+    conv, x = CausalConv3d(4, 4, 1), torch.randn(1, 4, 2, 3, 3)
+    with pytest.raises(ValueError, match="2 front frames, not 0"):
+        norm_silu_step(EAGER, RMS_norm(4, images=False), conv, x, None, bias_out=False)
+
+
 @pytest.mark.gpu
 def test_compiled_fused_cache_decode_equals_unfused_on_cuda(vae: WanVAE, io: dict) -> None:
-    """On CUDA the decoder's compiled norm chains write after the cached frames in one pass; the
-    frames equal those of the compiled chains followed by a separate concatenation."""
-    from dysink_cli.model import vae_blocks
+    """On CUDA the decoder's compiled norm chains write after the cached frames in one pass, with
+    the residual blocks' conv biases folded in; the frames equal those of the compiled chains
+    followed by a separate concatenation and cuDNN's separate bias adds."""
+    from dataclasses import replace
+
+    from dysink_cli.model import vae_chains
 
     def run(fuse: bool) -> Tensor:
         model = copy.deepcopy(vae).cuda().to(torch.bfloat16)
         model.use_channels_last()
-        model.use_compiled_ops()
+        model.use_compiled_ops(fold_biases=fuse)
         if not fuse:
-            unfused = torch.compile(vae_blocks.rms_norm_silu, dynamic=True)
+            unfused = torch.compile(vae_chains.rms_norm_silu, dynamic=True)
+            after = lambda f, x, g, s: torch.cat([f, unfused(x, g, s)], dim=2)  # noqa: E731
+            chains = replace(model.decoder.head.chains, norm_silu=unfused, norm_silu_after=after)
             for module in model.modules():
-                if hasattr(module, "fns"):
-                    module.fns = (unfused, lambda f, x, g, s: torch.cat([f, unfused(x, g, s)], dim=2))
+                if hasattr(module, "chains"):
+                    module.chains = chains
         z = io["latent"].cuda()
         return torch.cat(_stream(model, z, [1, z.shape[1] - 1]), dim=1)
 
     fused, unfused = run(True), run(False)
     assert torch.equal(fused, unfused), f"max |diff| {(fused - unfused).abs().max().item():.3g}"
+
+
+def test_round_to_bf16_matches_the_cast() -> None:
+    """The bit-level rounding equals a cast to bfloat16 and back: ties to even, both signs, the
+    largest finite values and overflow to infinity."""
+    from dysink_cli.model.vae_chains import round_to_bf16
+
+    torch.manual_seed(2)
+    edge = [1.00390625, 1.01171875, -1.00390625, -1.01171875, 3.3e38, -3.3e38, 3.4e38, 0.0, -0.0, 1e-40]
+    v = torch.cat([torch.randn(50_000) * 1e3, torch.randn(50_000) * 1e-3, torch.tensor(edge)])
+    assert torch.equal(round_to_bf16(v), v.to(torch.bfloat16).float())
+
+
+@pytest.mark.slow
+def test_compiled_chains_fold_biases_exactly() -> None:
+    """Under torch.compile (CPU backend here; the render compiles them on CUDA) the folded chains
+    round the bias add where a separate add rounds: the same bfloat16 values as adding apart."""
+    from dysink_cli.model.vae_chains import compiled_chains
+
+    torch.manual_seed(3)
+    x, shortcut = (torch.randn(1, 16, 3, 8, 9, dtype=torch.bfloat16) * 3 for _ in range(2))
+    bias, gamma = torch.randn(16, dtype=torch.bfloat16), torch.randn(16, 1, 1, 1, dtype=torch.bfloat16)
+    front = torch.randn(1, 16, 2, 8, 9, dtype=torch.bfloat16)
+    added = x + bias.reshape(-1, 1, 1, 1)
+    chains = compiled_chains()
+    assert torch.equal(chains.residual_sum(x, bias, shortcut), added + shortcut)
+    folded = chains.norm_silu_after_biased(front, x, bias, gamma, 4.0)
+    assert torch.equal(folded, chains.norm_silu_after(front, added, gamma, 4.0))

@@ -27,10 +27,8 @@ from dysink_cli.model.vae_blocks import (
     RMS_norm,
     Slot,
     causal_step,
-    rms_norm,
-    rms_norm_silu,
-    rms_norm_silu_after,
 )
+from dysink_cli.model.vae_chains import compiled_chains, rms_norm
 
 
 @dataclass(frozen=True, eq=False)
@@ -225,15 +223,16 @@ class WanVAE(nn.Module):
         )
         self._decoder_slots = self.decoder.slot_names()
 
-    def use_compiled_ops(self) -> None:
-        """Fuse the RMS_norm (+ SiLU) chains with torch.compile (CUDA); same math, one pass each."""
+    def use_compiled_ops(self, fold_biases: bool = True) -> None:
+        """Fuse the RMS_norm (+ SiLU) chains with torch.compile (CUDA), the residual blocks' conv
+        biases folded into them (vae_chains); the same frames, fewer passes."""
         norm = compiled(rms_norm, dynamic=True)
-        fns = (compiled(rms_norm_silu, dynamic=True), compiled(rms_norm_silu_after, dynamic=True))
+        chains = compiled_chains(fold_biases)
         for module in self.modules():
             if isinstance(module, RMS_norm):
                 module.fn = norm
             elif isinstance(module, ResidualBlock | CausalHead):
-                module.fns = fns
+                module.chains = chains
 
     def use_channels_last(self) -> None:
         """Run the decoder on channels-last activations and weights (CUDA: cuDNN's convolutions

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dysink_cli.model.vae_chains import EAGER, FOLDABLE, Chains, rms_norm
+
 CACHE_T = 2  # input frames each causal conv remembers between calls (Wan CACHE_T)
 
 # A conv's cached input frames [B, C, t<=CACHE_T, H, W]; None before its first call.
@@ -37,9 +39,10 @@ class CausalConv3d(nn.Conv3d):
             return super().forward(x)
         return super().forward(torch.cat([padded_front(x, cache, self.front_frames), x], dim=2))
 
-    def padded_forward(self, x: Tensor) -> Tensor:
-        """The convolution of an input that already carries its front frames."""
-        return super().forward(x)
+    def padded_forward(self, x: Tensor, biased: bool = True) -> Tensor:
+        """The convolution of an input that already carries its front frames (without its bias
+        when not `biased`: a later pass adds it, vae_chains)."""
+        return self._conv_forward(x, self.weight, self.bias if biased else None)
 
 
 def padded_front(x: Tensor, cache: Slot, frames: int) -> Tensor:
@@ -78,43 +81,38 @@ def causal_step(conv: CausalConv3d, x: Tensor, prev: Slot) -> tuple[Tensor, Tens
     return conv(x, prev), next_slot(x, prev)
 
 
-def rms_norm(x: Tensor, gamma: Tensor, scale: float) -> Tensor:
-    """Wan RMS_norm over channels (dim 1): x / max(||x||_2, 1e-12) * scale * gamma."""
-    return F.normalize(x, dim=1) * scale * gamma
-
-
-def rms_norm_silu(x: Tensor, gamma: Tensor, scale: float) -> Tensor:
-    """SiLU(RMS_norm(x)): the residual blocks' pre-conv chain."""
-    return F.silu(rms_norm(x, gamma, scale))
-
-
-def rms_norm_silu_after(front: Tensor, x: Tensor, gamma: Tensor, scale: float) -> Tensor:
-    """cat([front, SiLU(RMS_norm(x))], time): a cached conv's padded input. Compiled, the chain
-    writes straight into the concatenation (no separate copy of the activation)."""
-    return torch.cat([front, rms_norm_silu(x, gamma, scale)], dim=2)
-
-
-NormSilu = Callable[[Tensor, Tensor, float], Tensor]
-NormSiluAfter = Callable[[Tensor, Tensor, Tensor, float], Tensor]
-
-
 def norm_silu_step(
-    fns: tuple[NormSilu, NormSiluAfter], norm: RMS_norm, conv: CausalConv3d, x: Tensor, prev: Slot
+    chains: Chains,
+    norm: RMS_norm,
+    conv: CausalConv3d,
+    x: Tensor,
+    prev: Slot,
+    bias_in: Tensor | None = None,
+    bias_out: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """`causal_step(conv, SiLU(norm(x)), prev)`, the same values and slot, with the norm chain
-    written after the front frames (the cache, zeros where it has fewer) in one pass."""
-    norm_silu, norm_silu_after = fns
+    written after the front frames (the cache, zeros where it has fewer) in one pass.
+
+    `bias_in`: the bias x's convolution left out, added in the chain (vae_chains); `bias_out=False`:
+    the conv's own bias is left to the caller's next pass. Both need a 3-frame causal conv."""
     if conv.front_frames != CACHE_T:
-        return causal_step(conv, norm_silu(x, norm.gamma, norm.scale), prev)
-    padded = norm_silu_after(padded_front(x, prev, CACHE_T), x, norm.gamma, norm.scale)  # [B, C, 2 + T, H, W]
+        if bias_in is not None or not bias_out:
+            front = conv.front_frames
+            raise ValueError(f"folding a bias needs a conv with {CACHE_T} front frames, not {front}")
+        return causal_step(conv, chains.norm_silu(x, norm.gamma, norm.scale), prev)
+    front = padded_front(x, prev, CACHE_T)
+    if bias_in is None:
+        padded = chains.norm_silu_after(front, x, norm.gamma, norm.scale)  # [B, C, 2 + T, H, W]
+    else:
+        padded = chains.norm_silu_after_biased(front, x, bias_in, norm.gamma, norm.scale)
     kept = 1 if prev is None and x.shape[2] == 1 else CACHE_T  # Wan's rule (next_slot)
-    return conv.padded_forward(padded), _copy(padded[:, :, -kept:])
+    return conv.padded_forward(padded, biased=bias_out), _copy(padded[:, :, -kept:])
 
 
 class RMS_norm(nn.Module):
     """Wan RMS_norm: x / max(||x||_2 over channels, 1e-12) * sqrt(C) * gamma; no eps, no bias.
 
-    `fn` is `rms_norm`, or its torch.compile'd twin on CUDA (WanVAE.use_compiled_ops).
+    `fn` is vae_chains.rms_norm, or its torch.compile'd twin on CUDA (WanVAE.use_compiled_ops).
     """
 
     def __init__(self, dim: int, images: bool = True) -> None:
@@ -145,14 +143,17 @@ class ResidualBlock(nn.Module):
             CausalConv3d(out_dim, out_dim, 3, padding=1),
         )
         self.shortcut = CausalConv3d(in_dim, out_dim, 1) if in_dim != out_dim else nn.Identity()
-        self.fns: tuple[NormSilu, NormSiluAfter] = (rms_norm_silu, rms_norm_silu_after)  # or compiled
+        self.chains = EAGER  # or compiled (WanVAE.use_compiled_ops)
 
     def forward(self, x: Tensor, slots: tuple[Slot, Slot]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """x [B, in, T, H, W] -> ([B, out, T, H, W], new slots of residual.2 and residual.6)."""
+        ch, first_conv, second_conv = self.chains, self.residual[2], self.residual[6]
+        fold = ch.fold_biases and x.dtype in FOLDABLE and None not in (first_conv.bias, second_conv.bias)
         h = self.shortcut(x)
-        x, first = norm_silu_step(self.fns, self.residual[0], self.residual[2], x, slots[0])
-        x, second = norm_silu_step(self.fns, self.residual[3], self.residual[6], x, slots[1])
-        return x + h, (first, second)
+        x, first = norm_silu_step(ch, self.residual[0], first_conv, x, slots[0], bias_out=not fold)
+        bias_in = first_conv.bias if fold else None
+        x, second = norm_silu_step(ch, self.residual[3], second_conv, x, slots[1], bias_in, bias_out=not fold)
+        return (ch.residual_sum(x, second_conv.bias, h) if fold else x + h), (first, second)
 
 
 class CausalHead(nn.Sequential):
@@ -164,11 +165,11 @@ class CausalHead(nn.Sequential):
     def __init__(self, in_dim: int, out_dim: int) -> None:
         conv = CausalConv3d(in_dim, out_dim, 3, padding=1)
         super().__init__(RMS_norm(in_dim, images=False), nn.SiLU(), conv)
-        self.fns: tuple[NormSilu, NormSiluAfter] = (rms_norm_silu, rms_norm_silu_after)  # or compiled
+        self.chains = EAGER  # or compiled (WanVAE.use_compiled_ops)
 
     def step(self, x: Tensor, prev: Slot) -> tuple[Tensor, Tensor]:
         """x [B, in, T, H, W] -> ([B, out, T, H, W], the conv's new slot)."""
-        return norm_silu_step(self.fns, self[0], self[2], x, prev)
+        return norm_silu_step(self.chains, self[0], self[2], x, prev)
 
 
 def interleave_halves(y: Tensor) -> Tensor:
