@@ -25,6 +25,7 @@ from dysink_cli.diagnostics.metrics import collapse_curve, collapse_figures, fli
 from dysink_cli.engine.generator import BlockGenerator
 from dysink_cli.engine.memory.descriptors import describe_block
 from dysink_cli.engine.noise import SeededNoise
+from dysink_cli.model.fp8 import use_fp8
 from dysink_cli.render.assemble import loop_spec
 from dysink_cli.toy.adherence import (
     ThemeClassifier,
@@ -134,10 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strip", type=Path, help="write the README's strip of frames and stop")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="where the toy renders (scores are on the CPU)")
+    parser.add_argument("--fp8", action="store_true", help="the DiT's block linears in e4m3 (model.fp8)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     nets = load_toy_networks(args.device, torch.float32, args.weights)
+    fp8_linears = use_fp8(nets[0].blocks) if args.fp8 else 0
     if args.strip:
         write_strip(nets, args.strip, args.seconds)
         return 0
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, (theme, motion) in enumerate(REQUIRED.items()):
         rows.append(theme_row(nets, classifier, theme, motion, args.seconds, i))
         print(json.dumps(rows[-1]), flush=True)
-    report: dict = {"themes": rows}
+    report: dict = {"fp8_linears": fp8_linears, "themes": rows}
     if args.stability_seconds:
         report["stability"] = stability(nets, args.stability_seconds)
     report["seconds_taken"] = round(time.perf_counter() - start, 1)
