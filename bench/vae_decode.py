@@ -8,8 +8,9 @@ latent and one block) and the reference's standalone descriptor decode of a bloc
 state, 9 frames) with three chain sets: "unfused" (compiled norm chains, then a separate
 concatenation: the code before c63d196), "fused" (the chains written after the cached frames in one
 pass) and "folded" (fused, the residual blocks' conv biases added inside the chains instead of by
-PyTorch after each convolution: the default); checks that all give the same frames. The floor is
-the decode's convolution FLOPs (counted at F.conv2d/F.conv3d) at the bf16 GEMM rate measured here.
+PyTorch after each convolution; not the default: 1 bf16 step off on an H100); checks that all give
+the same frames (it reports whether they do). The floor is the decode's convolution FLOPs (counted
+at F.conv2d/F.conv3d) at the bf16 GEMM rate measured here.
 Prints one JSON line. It times the tree it sits in: to time an older commit, `git archive C
 dysink_cli | tar -x -C .old`, copy bench/ there and run `.old/bench/vae_decode.py` (a tree without
 vae_chains times its one variant); `--save-frames` lets the trees' frames be compared. A last timing
@@ -85,7 +86,7 @@ def variants(vae: WanVAE) -> dict[str, object]:
 
     unfolded = replace(chains, fold_biases=False)
     return {"unfused": replace(unfolded, norm_silu=plain, norm_silu_after=plain_after), "fused": unfolded,
-            "folded": chains}
+            "folded": replace(chains, fold_biases=True)}
 
 
 def use(vae: WanVAE, chains: object) -> None:

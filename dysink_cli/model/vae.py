@@ -223,9 +223,10 @@ class WanVAE(nn.Module):
         )
         self._decoder_slots = self.decoder.slot_names()
 
-    def use_compiled_ops(self, fold_biases: bool = True) -> None:
-        """Fuse the RMS_norm (+ SiLU) chains with torch.compile (CUDA), the residual blocks' conv
-        biases folded into them (vae_chains); the same frames, fewer passes."""
+    def use_compiled_ops(self, fold_biases: bool = False) -> None:
+        """Fuse the RMS_norm (+ SiLU) chains with torch.compile (CUDA); the same frames, fewer passes.
+        `fold_biases`: the residual blocks' conv biases added inside the chains (vae_chains): 5 %
+        faster on an H100, but 1 bf16 step off there (bench/RESULTS.md), so not the default."""
         norm = compiled(rms_norm, dynamic=True)
         chains = compiled_chains(fold_biases)
         for module in self.modules():

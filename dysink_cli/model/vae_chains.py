@@ -83,7 +83,7 @@ class Chains:
 EAGER = Chains(rms_norm_silu, rms_norm_silu_after, rms_norm_silu_after_biased, residual_sum)
 
 
-def compiled_chains(fold_biases: bool = True) -> Chains:
-    """The chains under torch.compile (CUDA), the biases folded into them unless told otherwise."""
+def compiled_chains(fold_biases: bool = False) -> Chains:
+    """The chains under torch.compile (CUDA), the biases folded into them when asked."""
     fns = (rms_norm_silu, rms_norm_silu_after, rms_norm_silu_after_biased, residual_sum)
     return Chains(*(compiled(fn, dynamic=True) for fn in fns), fold_biases=fold_biases)
