@@ -38,6 +38,7 @@ def differ(a: torch.Tensor, b: torch.Tensor) -> list[float]:
 def pieces(block: ResidualBlock, x: torch.Tensor, slots: tuple) -> dict[str, list[float]]:
     ch, conv1, conv2, norm2 = block.chains, block.residual[2], block.residual[6], block.residual[3]
     found: dict[str, list[float]] = {}
+    block.chains = replace(ch, fold_biases=True)
     folded = block(x, slots)[0]
     block.chains = replace(ch, fold_biases=False)
     found["block"] = differ(folded, block(x, slots)[0])
@@ -83,7 +84,7 @@ def main() -> None:
             handle.remove()
         for name, block, x, slots in seen:
             if name.startswith("decoder"):
-                print(json.dumps({"block": name, **pieces(block, x, slots)}), flush=True)
+                print(json.dumps({"module": name, **pieces(block, x, slots)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ class MemoryBank(BankPersistence):
         work_dir: Path | str | None = None,
         ram_gb: float = 8.0,
         disk_gb: float = 64.0,
-        gpu_entries: int = 4,
+        gpu_entries: int = 1,
         dtype: str = "same",
         device: torch.device | str = "cpu",
         checkpoint_blocks: int = 0,
