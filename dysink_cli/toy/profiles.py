@@ -4,7 +4,8 @@
 sets the sum of the minute budgets), "cpu" the same model on a laptop, "micro" and "smoke" the sizes of tests.
 "toy-camera" adds the "camera" stage before "dmd" (measured worse, bench/RESULTS.md: not in "toy"),
 "toy-pan" the "pan" stage (toy/train_pan.py; measured worse: the renders went flat), "toy-rollout" the
-"rollout" stage (sf on context rolled out from sigma 1.0 or 0.94, the render's case; not run yet).
+"rollout" stage (sf on context rolled out from sigma 1.0 or 0.94, the render's case; measured, not
+shipped), "toy-guided" the same with the dmd stage's real score guided by contrast captions (not run).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ TEXT_STEPS = 720  # the "text" stage: openings of videos, where only the prompt 
 ROLLOUT_MINUTES = 5.0  # "rollout": sf on context rolled out from (near) pure noise (train_dit.ROLLOUT_STEPS)
 PAN_MINUTES = 5.0  # the "pan" stage: own rollouts from noise, target the shifted last frame (train_pan)
 CAMERA_MINUTES = 5.0  # the "camera" stage: the prompt's motion, mostly not the context's (data.CAMERA_MIX)
+DMD_GUIDANCE = 3.0  # "toy-guided": Self-Forcing's real-score guidance scale (there CFG, here by contrast)
 DMD_MINUTES = 2.0  # the "dmd" stage: distribution matching of the 4-step sampler (toy/train_dmd.py)
 WORDS_STEPS = 2500  # the "words" stage: ~900 steps to learn the theme words, then a margin
 
@@ -51,6 +53,7 @@ class Profile:
     text_batch: tuple[int, int] = (8, 2)  # worlds, samples per world of the "text" stage
     words_batch: int = 512  # captions per step of the "words" stage (umT5 and the probe alone)
     dmd_fake_lr_scale: float = 4.0  # "dmd": the fake denoiser tracks the generator this much faster
+    dmd_guidance: float = 0.0  # "dmd": contrast guidance of the real score (train_dmd; 0 = none)
     text_encoder_lr_scale: float = 10.0  # "text" stage: umT5 and the probe learn words from bytes slowly
     text_reuse: int = 4  # its steps per drawn batch (openings are cheap to train, dear to draw)
     autocast: bool = True  # bf16 autocast on CUDA (weights and optimiser stay float32)
@@ -136,3 +139,4 @@ PROFILES["toy-camera"] = fine_tune("toy", "camera", CAMERA_MINUTES)
 PROFILES["toy-pan"] = fine_tune("toy", "pan", PAN_MINUTES)
 PROFILES["toy-rollout"] = fine_tune("toy", "rollout", ROLLOUT_MINUTES)
 PROFILES["cpu-rollout"] = fine_tune("cpu", "rollout", 4 * ROLLOUT_MINUTES)  # the laptop's 4x minutes
+PROFILES["toy-guided"] = replace(PROFILES["toy-rollout"], dmd_guidance=DMD_GUIDANCE)

@@ -9,24 +9,30 @@ own outputs by flow matching. Where they disagree, x^ is off the data distributi
 difference, normalised by |x^ - real x0|, is the gradient (DMD, Yin et al. 2024). The generator runs
 the shipped chain from noise with the block's clean context, its gradient taken at one random exit
 step (every step learns to end the chain). No classifier-free guidance: the toy was trained without
-dropping the prompt, so the real score is the conditional one.
+dropping the prompt. `guidance` > 0 (the profile's dmd_guidance) guides the real score by contrast
+instead: real x0 + s (real x0 - the teacher's x0 under a caption naming another theme and another
+camera motion), which sharpens what the teacher reads from the words (Self-Forcing guides its real
+score, by CFG). 0 is the shipped recipe.
 """
 
 from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Callable
 from dataclasses import replace
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from dysink_cli.engine.sampler import flow_to_x0, renoise
 from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.rope import RopeFrequencies
+from dysink_cli.toy.captions import parse_prompt, random_caption
 from dysink_cli.toy.data import FRAMES_PER_BLOCK
 from dysink_cli.toy.dit_context import LayerKV, dit_call
 from dysink_cli.toy.train_dit import Blocks, Schedule, _rows, context_kv, gaussian, noisy_context
+from dysink_cli.toy.world import THEMES
 
 
 class DmdCritics:
@@ -55,6 +61,25 @@ class DmdCritics:
             for name, net in self.nets.items():
                 own = {k[len(name) + 1 :]: t for k, t in tensors.items() if k.startswith(name + ".")}
                 net.load_state_dict(own, strict=True)
+
+
+CONTRAST_MOTIONS = ("left", "right", "up", "down", "still")
+
+
+def contrast_caption(caption: str, themes: tuple[str, ...]) -> str:
+    """A caption naming another of `themes` and another camera motion than `caption` does, drawn
+    from a generator seeded by the caption itself (the training's random streams stay untouched)."""
+    theme, motion = parse_prompt(caption)
+    rng = random.Random(caption)
+    other = rng.choice([m for m in CONTRAST_MOTIONS if m != motion])
+    return random_caption(rng, rng.choice([t for t in themes if t != theme]), other)
+
+
+@torch.no_grad()
+def contrast_embeds(t5: nn.Module, tokenizer: Callable, captions: list[str], device: torch.device) -> Tensor:
+    """The text encoder's output for each caption's contrast_caption (among the world's themes)."""
+    ids, mask = tokenizer([contrast_caption(c, THEMES) for c in captions])
+    return t5.encode(ids.to(device), mask.to(device))
 
 
 SIGMA_INDEX_RANGE = (20, 980)  # DMD's noise levels: the training table without its two ends
@@ -98,17 +123,27 @@ def noised(
     return (1 - s) * x0 + s * eps, t, sigma, eps
 
 
+def teacher_x0(
+    teacher: WanDiT, b: Blocks, embeds: Tensor, x_t: Tensor, t: Tensor, sigma: Tensor, freqs: RopeFrequencies
+) -> Tensor:
+    """The teacher's x0 of the chain's last block under the captions `embeds` encode (context too)."""
+    text = teacher.encode_text(embeds)
+    starts = b.chain_starts + FRAMES_PER_BLOCK * (b.layout.chain_blocks - 1)
+    context = last_block_context(teacher, b, text, freqs)
+    return x_t - _rows(sigma, x_t) * dit_call(teacher, x_t, t, text, starts, freqs, context)[0]
+
+
 def dmd_loss(
     dit: WanDiT, critics: DmdCritics, b: Blocks, embeds: Tensor, freqs: RopeFrequencies,
     schedule: Schedule, generator: torch.Generator, rng: random.Random,
+    contrast_embeds: Tensor | None = None, guidance: float = 0.0,
 ) -> tuple[Tensor, dict[str, float]]:  # fmt: skip
     """Generator loss (DMD) plus the fake denoiser's flow-matching loss on the generator's blocks.
 
-    `embeds`: the text encoder's output for the batch's captions (each DiT embeds it itself)."""
+    `embeds`: the text encoder's output for the batch's captions (each DiT embeds it itself);
+    `contrast_embeds`: its output for their contrast captions, used when `guidance` > 0."""
     teacher, fake = critics.nets["teacher"], critics.nets["fake"]
     starts = b.chain_starts + FRAMES_PER_BLOCK * (b.layout.chain_blocks - 1)
-    with torch.no_grad():
-        real_text = teacher.encode_text(embeds)
     fake_text = fake.encode_text(embeds)
     exit_step = rng.randrange(len(schedule.timesteps))
     x_hat = generate(
@@ -117,8 +152,10 @@ def dmd_loss(
     fake_context = last_block_context(fake, b, fake_text, freqs)
     x_t, t, sigma, _ = noised(x_hat.detach(), schedule, generator)
     with torch.no_grad():
-        real_ctx = last_block_context(teacher, b, real_text, freqs)
-        real_x0 = x_t - _rows(sigma, x_t) * dit_call(teacher, x_t, t, real_text, starts, freqs, real_ctx)[0]
+        real_x0 = teacher_x0(teacher, b, embeds, x_t, t, sigma, freqs)
+        if guidance > 0 and contrast_embeds is not None:
+            contrast_x0 = teacher_x0(teacher, b, contrast_embeds, x_t, t, sigma, freqs)
+            real_x0 = real_x0 + guidance * (real_x0 - contrast_x0)
         fake_x0 = x_t - _rows(sigma, x_t) * dit_call(fake, x_t, t, fake_text, starts, freqs, fake_context)[0]
         dims = tuple(range(1, x_hat.dim()))
         scale = (x_hat - real_x0).abs().mean(dim=dims, keepdim=True).clamp_min(MIN_NORMALISER)

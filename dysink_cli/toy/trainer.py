@@ -38,7 +38,7 @@ from dysink_cli.toy.train_dit import (
     own_chain_loss,
     teacher_forcing_loss,
 )
-from dysink_cli.toy.train_dmd import DmdCritics, dmd_loss
+from dysink_cli.toy.train_dmd import DmdCritics, contrast_embeds, dmd_loss
 from dysink_cli.toy.train_pan import pan_loss
 from dysink_cli.toy.train_pe import pe_step
 from dysink_cli.toy.train_vae import latent_stats, vae_step
@@ -210,7 +210,9 @@ class Trainer:
         dit, own = self.nets.dit, stage in ("sf", "rollout") and self.rng.random() < OWN_CHAIN_PROBABILITY
         draw = (self.freqs, self.schedule, self.generator, self.rng)
         if stage == "dmd":
-            loss, parts = dmd_loss(dit, self.critics, blocks, self.last_text[0], *draw)
+            contrast = contrast_embeds(self.nets.t5, self.tokenizer, self.batch.captions, self.device)
+            dmd_args = (self.last_text[0], *draw, contrast, self.profile.dmd_guidance)
+            loss, parts = dmd_loss(dit, self.critics, blocks, *dmd_args)
         elif stage == "pan":
             loss, parts = pan_loss(dit, blocks, self.batch.captions, *draw)
         elif own:
