@@ -1,7 +1,8 @@
 """Storage tiers of the memory bank: the payload codec (same / fp8), entry files, the spill writer.
 
 A payload is one entry's host tensors (k, v, latent, and per-layer scales for fp8). Files are
-safetensors written by `write_entry` (tmp + rename, real OSErrors) and read by `read_entry`.
+safetensors written by `write_entry` (tmp + rename, real OSErrors) and read by `read_entry`
+(entry_file.py: straight into the payload's tensors).
 `SpillWriter` runs writes and deletes in order on one thread; `DeviceLoader` reads files and copies
 to the device on a side CUDA stream. The policy (which entry lives where) is memory_bank's.
 """
@@ -9,8 +10,6 @@ to the device on a side CUDA stream. The policy (which entry lives where) is mem
 from __future__ import annotations
 
 import errno
-import json
-import os
 import queue
 import threading
 from collections.abc import Callable
@@ -20,24 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
+from dysink_cli.engine.memory.entry_file import read_tensors, tensor_bytes, write_tensors
 from dysink_cli.errors import OutputError, ResumeError
 
 FP8 = torch.float8_e4m3fn
 KV_FORMATS = ("same", "fp8")
-_ST_DTYPES = {
-    torch.float32: "F32",
-    torch.float16: "F16",
-    torch.bfloat16: "BF16",
-    torch.float64: "F64",
-    FP8: "F8_E4M3",
-    torch.int64: "I64",
-    torch.int32: "I32",
-    torch.uint8: "U8",
-}
-_ST_SIZES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "F8_E4M3": 1, "I64": 8, "I32": 4, "U8": 1}
 ENTRY_GLOB = "entry_*.safetensors*"
 
 
@@ -185,34 +173,10 @@ def output_error(err: OSError, what: str) -> OutputError:
 
 
 def write_entry(path: Path, payload: Payload) -> None:
-    """Write a payload as a safetensors file (streamed, tmp + rename). Raises OSError."""
+    """Write a payload as an entry file (entry_file.write_tensors). Raises OSError."""
     payload.wait()
-    names = sorted(payload.tensors)
-    tensors = [payload.tensors[n].contiguous() for n in names]
-    header: dict[str, Any] = {
-        "__metadata__": {"format": payload.fmt, "kv_dtype": str(payload.kv_dtype).removeprefix("torch.")}
-    }
-    offset = 0
-    for name, t in zip(names, tensors, strict=True):
-        size = t.numel() * t.element_size()
-        header[name] = {
-            "dtype": _ST_DTYPES[t.dtype],
-            "shape": list(t.shape),
-            "data_offsets": [offset, offset + size],
-        }
-        offset += size
-    head = json.dumps(header, separators=(",", ":")).encode()
-    head += b" " * (-len(head) % 8)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(len(head).to_bytes(8, "little") + head)
-            for t in tensors:
-                f.write(t.reshape(-1).view(torch.uint8).numpy().data)
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+    kv_dtype = str(payload.kv_dtype).removeprefix("torch.")
+    write_tensors(path, payload.tensors, {"format": payload.fmt, "kv_dtype": kv_dtype})
 
 
 def _corrupt(path: Path, err: Exception | str) -> ResumeError:
@@ -224,17 +188,16 @@ def _corrupt(path: Path, err: Exception | str) -> ResumeError:
 
 
 def read_entry(path: Path, nbytes: int | None = None, pin: bool = False) -> Payload:
-    """Read an entry file; ResumeError if missing, truncated, or not the expected size."""
+    """Read an entry file (entry_file.read_tensors: no staging copy); ResumeError if missing,
+    truncated, or not the expected size."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
-    except (OSError, SafetensorError) as err:
+        tensors, meta = read_tensors(path, pin)
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise _corrupt(path, err) from None
     kv_dtype = getattr(torch, meta.get("kv_dtype", ""), None)
     if not {"k", "v", "latent"} <= set(tensors) or not isinstance(kv_dtype, torch.dtype):
         raise _corrupt(path, "missing tensors or metadata")
-    payload = Payload({n: t.pin_memory() if pin else t for n, t in tensors.items()}, kv_dtype)
+    payload = Payload(tensors, kv_dtype)
     if nbytes is not None and payload.nbytes != nbytes:
         raise _corrupt(path, f"{payload.nbytes} bytes of tensors, expected {nbytes}")
     return payload
@@ -243,15 +206,8 @@ def read_entry(path: Path, nbytes: int | None = None, pin: bool = False) -> Payl
 def check_entry(path: Path, nbytes: int) -> None:
     """Header-only check of an entry file (resume): present, parseable, expected tensor bytes."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            total = 0
-            for name in f.keys():
-                sl = f.get_slice(name)
-                numel = 1
-                for d in sl.get_shape():
-                    numel *= d
-                total += numel * _ST_SIZES[sl.get_dtype()]
-    except (OSError, SafetensorError) as err:
+        total = tensor_bytes(path)
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise _corrupt(path, err) from None
     if total != nbytes:
         raise _corrupt(path, f"{total} bytes of tensors, expected {nbytes}")

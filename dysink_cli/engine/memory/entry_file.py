@@ -1,0 +1,95 @@
+"""One bank entry's file: named tensors and string metadata in the safetensors layout.
+
+Written streamed (tmp + rename) and read straight into freshly allocated tensors (pinned when
+asked) with plain file reads: no memory map and no staging copy, so a read holds its tensors alone
+in RAM (safetensors' own loader maps the file and copies out of the map, and pinning copies again:
+three times an entry's bytes at once). Errors are OSError (the disk) or ValueError (the contents);
+store.py turns them into the user's messages.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+from torch import Tensor
+
+ST_DTYPES = {
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float64: "F64",
+    torch.float8_e4m3fn: "F8_E4M3",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.uint8: "U8",
+}
+TORCH_DTYPES = {name: dtype for dtype, name in ST_DTYPES.items()}
+MAX_HEADER_BYTES = 1 << 20  # an entry's header is a few hundred bytes
+
+
+def write_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> None:
+    """Write `tensors` (sorted by name) and `metadata` to `path` through a .tmp file. Raises OSError."""
+    names = sorted(tensors)
+    flat = [tensors[n].contiguous() for n in names]
+    header: dict[str, Any] = {"__metadata__": metadata}
+    offset = 0
+    for name, t in zip(names, flat, strict=True):
+        size = t.numel() * t.element_size()
+        header[name] = {"dtype": ST_DTYPES[t.dtype], "shape": list(t.shape)}
+        header[name]["data_offsets"] = [offset, offset + size]
+        offset += size
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(len(head).to_bytes(8, "little") + head)
+            for t in flat:
+                f.write(t.reshape(-1).view(torch.uint8).numpy().data)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _index(f: BinaryIO) -> tuple[dict[str, Any], dict[str, str], int]:
+    """The header: ({name: {dtype, shape, data_offsets}}, metadata, where the data starts)."""
+    size = int.from_bytes(f.read(8), "little")
+    if not 0 < size <= MAX_HEADER_BYTES:
+        raise ValueError(f"a header of {size} bytes")
+    index = json.loads(f.read(size))
+    if not isinstance(index, dict):
+        raise ValueError("a header that is not a table")
+    return index, index.pop("__metadata__", None) or {}, 8 + size
+
+
+def read_tensors(path: Path, pin: bool = False) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The file's tensors (pinned when `pin`) and metadata; ValueError if it is malformed or cut short."""
+    with open(path, "rb") as f:
+        index, metadata, start = _index(f)
+        tensors = {}
+        for name, info in index.items():
+            t = torch.empty(info["shape"], dtype=TORCH_DTYPES[info["dtype"]], pin_memory=pin)
+            first, end = info["data_offsets"]
+            raw = t.reshape(-1).view(torch.uint8).numpy()
+            f.seek(start + first)
+            if end - first != raw.nbytes or f.readinto(raw) != raw.nbytes:
+                raise ValueError(f"tensor {name} is cut short")
+            tensors[name] = t
+    return tensors, metadata
+
+
+def tensor_bytes(path: Path) -> int:
+    """Bytes of tensor data the header declares (header only; ValueError if the file is shorter)."""
+    with open(path, "rb") as f:
+        index, _, start = _index(f)
+        total = sum(math.prod(i["shape"]) * TORCH_DTYPES[i["dtype"]].itemsize for i in index.values())
+        end = start + max((i["data_offsets"][1] for i in index.values()), default=0)
+        if os.fstat(f.fileno()).st_size < end:
+            raise ValueError("the file is cut short")
+    return total
