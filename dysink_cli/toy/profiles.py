@@ -5,7 +5,8 @@ sets the sum of the minute budgets), "cpu" the same model on a laptop, "micro" a
 "toy-camera" adds the "camera" stage before "dmd" (measured worse, bench/RESULTS.md: not in "toy"),
 "toy-pan" the "pan" stage (toy/train_pan.py; measured worse: the renders went flat), "toy-rollout" the
 "rollout" stage (sf on context rolled out from sigma 1.0 or 0.94, the render's case; measured, not
-shipped), "toy-guided" the same with the dmd stage's real score guided by contrast captions (not run).
+shipped), "toy-guided" the same with the dmd stage's real score guided by contrast captions (not run);
+"cpu-dmd" and "cpu-guided" run dmd alone on a laptop, unguided and guided (the CPU trial of the guidance).
 """
 
 from __future__ import annotations
@@ -140,3 +141,7 @@ PROFILES["toy-pan"] = fine_tune("toy", "pan", PAN_MINUTES)
 PROFILES["toy-rollout"] = fine_tune("toy", "rollout", ROLLOUT_MINUTES)
 PROFILES["cpu-rollout"] = fine_tune("cpu", "rollout", 4 * ROLLOUT_MINUTES)  # the laptop's 4x minutes
 PROFILES["toy-guided"] = replace(PROFILES["toy-rollout"], dmd_guidance=DMD_GUIDANCE)
+# dmd alone from exported weights on a laptop, guided and not (the control): 20 minutes each
+_CPU_NO_TUNING = fine_tune("cpu", "camera", 0.0)
+PROFILES["cpu-dmd"] = replace(_CPU_NO_TUNING, budgets={**_CPU_NO_TUNING.budgets, "dmd": (20.0, 0)})
+PROFILES["cpu-guided"] = replace(PROFILES["cpu-dmd"], dmd_guidance=DMD_GUIDANCE)
