@@ -52,6 +52,13 @@ def test_a_damaged_entry_is_a_resume_error(tmp_path: Path) -> None:
             with pytest.raises(ResumeError, match="corrupt or missing") as err:
                 read()
             assert "\n" not in str(err.value), name
+    header_end = 8 + int.from_bytes(data[:8], "little")
+    head = json.loads(data[8:header_end])
+    head["k"]["shape"] = [1 << 40, 1 << 20]  # an absurd shape: refused before any allocation
+    blown = json.dumps(head).encode()
+    path.write_bytes(len(blown).to_bytes(8, "little") + blown + data[header_end:])
+    with pytest.raises(ResumeError, match="does not match its bytes"):
+        read_entry(path, nbytes)
     path.unlink()
     with pytest.raises(ResumeError, match="entry_1.safetensors"):
         read_entry(path, nbytes)

@@ -210,7 +210,9 @@ class Trainer:
         dit, own = self.nets.dit, stage in ("sf", "rollout") and self.rng.random() < OWN_CHAIN_PROBABILITY
         draw = (self.freqs, self.schedule, self.generator, self.rng)
         if stage == "dmd":
-            contrast = contrast_embeds(self.nets.t5, self.tokenizer, self.batch.captions, self.device)
+            contrast = None
+            if self.profile.dmd_guidance:
+                contrast = contrast_embeds(self.nets.t5, self.tokenizer, self.batch.captions, self.device)
             dmd_args = (self.last_text[0], *draw, contrast, self.profile.dmd_guidance)
             loss, parts = dmd_loss(dit, self.critics, blocks, *dmd_args)
         elif stage == "pan":

@@ -72,13 +72,18 @@ def read_tensors(path: Path, pin: bool = False) -> tuple[dict[str, Tensor], dict
     """The file's tensors (pinned when `pin`) and metadata; ValueError if it is malformed or cut short."""
     with open(path, "rb") as f:
         index, metadata, start = _index(f)
+        file_bytes = os.fstat(f.fileno()).st_size
         tensors = {}
         for name, info in index.items():
-            t = torch.empty(info["shape"], dtype=TORCH_DTYPES[info["dtype"]], pin_memory=pin)
-            first, end = info["data_offsets"]
+            dtype, shape, (first, end) = TORCH_DTYPES[info["dtype"]], info["shape"], info["data_offsets"]
+            if min(shape, default=0) < 0 or end - first != math.prod(shape) * dtype.itemsize:
+                raise ValueError(f"tensor {name}'s shape does not match its bytes")
+            if not 0 <= first <= end <= file_bytes - start:
+                raise ValueError(f"tensor {name} is cut short")  # checked before allocating it
+            t = torch.empty(shape, dtype=dtype, pin_memory=pin)
             raw = t.reshape(-1).view(torch.uint8).numpy()
             f.seek(start + first)
-            if end - first != raw.nbytes or f.readinto(raw) != raw.nbytes:
+            if f.readinto(raw) != raw.nbytes:
                 raise ValueError(f"tensor {name} is cut short")
             tensors[name] = t
     return tensors, metadata
