@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from dysink_cli.engine.sampler import flow_to_x0, renoise
 from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.rope import RopeFrequencies
-from dysink_cli.toy.captions import parse_prompt, random_caption
+from dysink_cli.toy.captions import MOTIONS, parse_prompt, random_caption
 from dysink_cli.toy.data import FRAMES_PER_BLOCK
 from dysink_cli.toy.dit_context import LayerKV, dit_call
 from dysink_cli.toy.train_dit import Blocks, Schedule, _rows, context_kv, gaussian, noisy_context
@@ -63,15 +63,12 @@ class DmdCritics:
                 net.load_state_dict(own, strict=True)
 
 
-CONTRAST_MOTIONS = ("left", "right", "up", "down", "still")
-
-
 def contrast_caption(caption: str, themes: tuple[str, ...]) -> str:
     """A caption naming another of `themes` and another camera motion than `caption` does, drawn
     from a generator seeded by the caption itself (the training's random streams stay untouched)."""
     theme, motion = parse_prompt(caption)
     rng = random.Random(caption)
-    other = rng.choice([m for m in CONTRAST_MOTIONS if m != motion])
+    other = rng.choice([m for m in MOTIONS if m not in (motion, "default")])  # "default" names none
     return random_caption(rng, rng.choice([t for t in themes if t != theme]), other)
 
 

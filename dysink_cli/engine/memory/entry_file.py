@@ -2,9 +2,9 @@
 
 Written streamed (tmp + rename) and read straight into freshly allocated tensors (pinned when
 asked) with plain file reads: no memory map and no staging copy, so a read holds its tensors alone
-in RAM (safetensors' own loader maps the file and copies out of the map, and pinning copies again:
-three times an entry's bytes at once). Errors are OSError (the disk) or ValueError (the contents);
-store.py turns them into the user's messages.
+in RAM (reading through safetensors' map and pinning a copy of it held the mapped pages beside the
+copy: twice an entry's bytes, tests/test_entry_file.py). Errors are OSError (the disk) or
+ValueError (the contents); store.py turns them into the user's messages.
 """
 
 from __future__ import annotations
@@ -68,21 +68,32 @@ def _index(f: BinaryIO) -> tuple[dict[str, Any], dict[str, str], int]:
     return index, index.pop("__metadata__", None) or {}, 8 + size
 
 
+def _checked(f: BinaryIO) -> tuple[dict[str, tuple[torch.dtype, list[int], int]], dict[str, str]]:
+    """The header checked against the file: {name: (dtype, shape, file offset)}, metadata. ValueError
+    where a shape does not match its bytes or the file is shorter than the header says."""
+    index, metadata, start = _index(f)
+    file_bytes = os.fstat(f.fileno()).st_size
+    found = {}
+    for name, info in index.items():
+        dtype, shape, (first, end) = TORCH_DTYPES[info["dtype"]], info["shape"], info["data_offsets"]
+        if min(shape, default=0) < 0 or end - first != math.prod(shape) * dtype.itemsize:
+            raise ValueError(f"tensor {name}'s shape does not match its bytes")
+        if not 0 <= first <= end <= file_bytes - start:
+            raise ValueError(f"tensor {name} is cut short")
+        found[name] = (dtype, shape, start + first)
+    return found, metadata
+
+
 def read_tensors(path: Path, pin: bool = False) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """The file's tensors (pinned when `pin`) and metadata; ValueError if it is malformed or cut short."""
+    """The file's tensors (pinned when `pin`) and metadata; ValueError if it is malformed or cut short
+    (checked before anything is allocated)."""
     with open(path, "rb") as f:
-        index, metadata, start = _index(f)
-        file_bytes = os.fstat(f.fileno()).st_size
+        found, metadata = _checked(f)
         tensors = {}
-        for name, info in index.items():
-            dtype, shape, (first, end) = TORCH_DTYPES[info["dtype"]], info["shape"], info["data_offsets"]
-            if min(shape, default=0) < 0 or end - first != math.prod(shape) * dtype.itemsize:
-                raise ValueError(f"tensor {name}'s shape does not match its bytes")
-            if not 0 <= first <= end <= file_bytes - start:
-                raise ValueError(f"tensor {name} is cut short")  # checked before allocating it
+        for name, (dtype, shape, offset) in found.items():
             t = torch.empty(shape, dtype=dtype, pin_memory=pin)
             raw = t.reshape(-1).view(torch.uint8).numpy()
-            f.seek(start + first)
+            f.seek(offset)
             if f.readinto(raw) != raw.nbytes:
                 raise ValueError(f"tensor {name} is cut short")
             tensors[name] = t
@@ -90,11 +101,7 @@ def read_tensors(path: Path, pin: bool = False) -> tuple[dict[str, Tensor], dict
 
 
 def tensor_bytes(path: Path) -> int:
-    """Bytes of tensor data the header declares (header only; ValueError if the file is shorter)."""
+    """Bytes of tensor data the header declares (header only, checked as read_tensors checks it)."""
     with open(path, "rb") as f:
-        index, _, start = _index(f)
-        total = sum(math.prod(i["shape"]) * TORCH_DTYPES[i["dtype"]].itemsize for i in index.values())
-        end = start + max((i["data_offsets"][1] for i in index.values()), default=0)
-        if os.fstat(f.fileno()).st_size < end:
-            raise ValueError("the file is cut short")
-    return total
+        found, _ = _checked(f)
+    return sum(math.prod(shape) * dtype.itemsize for dtype, shape, _ in found.values())
