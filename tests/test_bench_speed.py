@@ -58,6 +58,8 @@ def test_tiny_on_the_cpu_prints_the_table_and_writes_json(tmp_path: Path) -> Non
     assert {"total", "denoise", "clean_pass", "decode", "write"} <= set(row["ms_per_block"])
     assert all(ms >= 0 for ms in row["ms_per_block"].values())
     assert row["ttff_s"] > 0 and row["peak_rss_gb"] > 0 and row["peak_gpu_gb"] is None
+    assert {"denoise", "decode"} <= set(row["first_block_ms"])  # what the first frame waited for
+    assert row["first_block_ms"]["denoise"] > 0
     assert (row["decoder"], row["fp8"], row["stored"], row["descriptors"]) == (
         "wan",
         False,

@@ -66,6 +66,7 @@ class SpeedResult:
     floor: Floor | None = None
     fp8: bool = False
     step: str | None = None
+    first_block_ms: dict[str, float] = field(default_factory=dict)  # block 0's stages: what TTFF holds
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

@@ -204,6 +204,7 @@ class SpeedBench:
             e2e_fps=steady.frames_per_block / (steady.block_ms / 1000),
             dit_fps=steady.frames_per_block / (dit_ms / 1000) if dit_ms else float("nan"),
             ttff_s=records[0]["first_frame_s"],
+            first_block_ms=dict(records[0]["ms"]),
             peak_gpu_gb=stats.peak_gpu_gb if self.device.type == "cuda" else None,
             peak_rss_gb=stats.peak_rss_gb,
             ms_per_block={"total": steady.block_ms, **steady.stage_ms},
