@@ -41,7 +41,9 @@ class MotionMix:
 TEACHER_MIX = MotionMix()
 CAMERA_MIX = MotionMix(openings=0.35, switch=0.75, still=0.4)  # the "camera" stage: start and stop
 PAN_MIX = MotionMix(openings=0.0)  # the "pan" stage trains a block after its own context
-STAGE_MIX = {"camera": CAMERA_MIX, "pan": PAN_MIX}  # the other stages draw TEACHER_MIX
+CLIP_MIX = MotionMix(openings=0.0, switch=0.0)  # "clip" (train_clip.py): one motion, the prompt's
+STAGE_MIX = {"camera": CAMERA_MIX, "pan": PAN_MIX, "clip": CLIP_MIX}  # the others draw TEACHER_MIX
+CLIP_BLOCKS = 3  # the clip teacher's clips: 9 latent frames, 33 or 36 video frames
 
 
 def random_world(rng: random.Random) -> World:
@@ -115,6 +117,16 @@ def sample_layout(rng: random.Random, openings: float = OPENING_PROBABILITY) -> 
     far_blocks = {"none": 0, "memory": rng.choice((1, 2, 2)), "sink": 1}[far]
     from_start = far == "none" and rng.random() < 0.5
     return Layout(window + 1, window, far, far_blocks, from_start)
+
+
+def stage_layout(rng: random.Random, stage: str, mix: MotionMix) -> Layout:
+    """A batch's layout for `stage`: openings for "text", whole clips for "clip" (half of them from
+    the start of a video), else sample_layout's."""
+    if stage == "text":
+        return opening_layout(rng)
+    if stage == "clip":
+        return Layout(CLIP_BLOCKS, CLIP_BLOCKS - 1, "none", 0, rng.random() < 0.5)
+    return sample_layout(rng, mix.openings)
 
 
 def opening_layout(rng: random.Random) -> Layout:

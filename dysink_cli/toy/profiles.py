@@ -19,11 +19,14 @@ import torch
 from dysink_cli.model.config import DiTConfig, PECoreConfig, T5Config, VAEConfig
 from dysink_cli.toy.models import TEXT_LEN, TOY, ToyConfigs
 
-STAGES = ("vae", "pe", "words", "dit", "sf", "text", "camera", "pan", "rollout", "dmd")
+STAGES = ("vae", "pe", "words", "dit", "sf", "text", "camera", "pan", "rollout", "clip", "dmd")
 TEXT_STEPS = 720  # the "text" stage: openings of videos, where only the prompt tells the theme
 ROLLOUT_MINUTES = 5.0  # "rollout": sf on context rolled out from (near) pure noise (train_dit.ROLLOUT_STEPS)
 PAN_MINUTES = 5.0  # the "pan" stage: own rollouts from noise, target the shifted last frame (train_pan)
 CAMERA_MINUTES = 5.0  # the "camera" stage: the prompt's motion, mostly not the context's (data.CAMERA_MIX)
+CLIP_MINUTES = 3.5  # "clip": the clip teacher (train_clip.py), fine-tuned from the DiT on whole clips
+CLIP_DMD_MINUTES = 4.0  # "toy-clip"'s dmd stage: rollouts of three blocks cost ~3x a block's step
+CLIP_GUIDANCE = 1.5  # "toy-clip": contrast guidance of the clip teacher (the motion words' weight)
 DMD_GUIDANCE = 3.0  # "toy-guided": Self-Forcing's real-score guidance scale (there CFG, here by contrast)
 DMD_MINUTES = 2.0  # the "dmd" stage: distribution matching of the 4-step sampler (toy/train_dmd.py)
 WORDS_STEPS = 2500  # the "words" stage: ~900 steps to learn the theme words, then a margin
@@ -55,6 +58,7 @@ class Profile:
     words_batch: int = 512  # captions per step of the "words" stage (umT5 and the probe alone)
     dmd_fake_lr_scale: float = 4.0  # "dmd": the fake denoiser tracks the generator this much faster
     dmd_guidance: float = 0.0  # "dmd": contrast guidance of the real score (train_dmd; 0 = none)
+    dmd_teacher: str = "block"  # "dmd": the DiT scores a block ("block") or the clip teacher a rollout
     text_encoder_lr_scale: float = 10.0  # "text" stage: umT5 and the probe learn words from bytes slowly
     text_reuse: int = 4  # its steps per drawn batch (openings are cheap to train, dear to draw)
     autocast: bool = True  # bf16 autocast on CUDA (weights and optimiser stay float32)
@@ -66,11 +70,11 @@ PROFILES: dict[str, Profile] = {
         {
             "vae": (6.3, 0), "pe": (1.0, 0), "words": (0, WORDS_STEPS), "dit": (13.0, 0), "sf": (5.5, 0),
             "text": (0, TEXT_STEPS), "camera": (0, 0), "pan": (0, 0), "rollout": (0, 0),
-            "dmd": (DMD_MINUTES, 0),
+            "clip": (0, 0), "dmd": (DMD_MINUTES, 0),
         },
         {
             "vae": 1e-3, "pe": 5e-4, "words": 3e-3, "dit": 4e-4, "sf": 1.5e-4, "text": 3e-4, "camera": 2e-4,
-            "pan": 1e-4, "rollout": 1.5e-4,
+            "pan": 1e-4, "rollout": 1.5e-4, "clip": 3e-4,
             "dmd": 5e-5,
         },
         dit_reuse=3, text_batch=(16, 8),
@@ -91,11 +95,11 @@ PROFILES: dict[str, Profile] = {
         (1, 2, 2), (2, 2), (2, 1),
         {
             "vae": (0, 2), "pe": (0, 2), "words": (0, 2), "dit": (0, 3), "sf": (0, 3), "text": (0, 2),
-            "camera": (0, 3), "pan": (0, 0), "rollout": (0, 0), "dmd": (0, 3),
+            "camera": (0, 3), "pan": (0, 0), "rollout": (0, 0), "clip": (0, 0), "dmd": (0, 3),
         },
         {
             "vae": 1e-3, "pe": 1e-3, "words": 1e-3, "dit": 1e-3, "sf": 1e-3, "text": 1e-3, "camera": 1e-3,
-            "pan": 1e-3, "rollout": 1e-3,
+            "pan": 1e-3, "rollout": 1e-3, "clip": 1e-3,
             "dmd": 1e-3,
         },
         frame_size=(32, 32), warmup=1, log_every=1, moments_dtype=torch.float32, dit_reuse=2, words_batch=4,
@@ -105,11 +109,11 @@ PROFILES: dict[str, Profile] = {
         {
             "vae": (8.0, 0), "pe": (2.0, 0), "words": (0, WORDS_STEPS), "dit": (25.0, 0), "sf": (10.0, 0),
             "text": (0, TEXT_STEPS), "camera": (2 * CAMERA_MINUTES, 0), "pan": (0, 0), "rollout": (0, 0),
-            "dmd": (4 * DMD_MINUTES, 0),
+            "clip": (0, 0), "dmd": (4 * DMD_MINUTES, 0),
         },
         {
             "vae": 6e-4, "pe": 5e-4, "words": 3e-3, "dit": 4e-4, "sf": 1.5e-4, "text": 3e-4, "camera": 2e-4,
-            "pan": 1e-4, "rollout": 1.5e-4,
+            "pan": 1e-4, "rollout": 1.5e-4, "clip": 3e-4,
             "dmd": 5e-5,
         },
         warmup=50, log_every=10, words_batch=64,
@@ -118,11 +122,11 @@ PROFILES: dict[str, Profile] = {
         TOY, (1, 1, 2), (2, 2), (2, 1),
         {
             "vae": (0, 1), "pe": (0, 1), "words": (0, 1), "dit": (0, 2), "sf": (0, 3), "text": (0, 1),
-            "camera": (0, 2), "pan": (0, 0), "rollout": (0, 0), "dmd": (0, 1),
+            "camera": (0, 2), "pan": (0, 0), "rollout": (0, 0), "clip": (0, 0), "dmd": (0, 1),
         },
         {
             "vae": 1e-4, "pe": 1e-4, "words": 1e-4, "dit": 1e-4, "sf": 1e-4, "text": 1e-4, "camera": 1e-4,
-            "pan": 1e-4, "rollout": 1e-4,
+            "pan": 1e-4, "rollout": 1e-4, "clip": 1e-4,
             "dmd": 1e-4,
         },
         warmup=1, log_every=1, words_batch=8,
@@ -145,3 +149,13 @@ PROFILES["toy-guided"] = replace(PROFILES["toy-rollout"], dmd_guidance=DMD_GUIDA
 _CPU_NO_TUNING = fine_tune("cpu", "camera", 0.0)
 PROFILES["cpu-dmd"] = replace(_CPU_NO_TUNING, budgets={**_CPU_NO_TUNING.budgets, "dmd": (20.0, 0)})
 PROFILES["cpu-guided"] = replace(PROFILES["cpu-dmd"], dmd_guidance=DMD_GUIDANCE)
+# the clip teacher (3.5 min), then dmd on the generator's own three-block rollouts scored by it
+_CLIP = fine_tune("toy", "clip", CLIP_MINUTES)
+PROFILES["toy-clip"] = replace(
+    _CLIP, budgets={**_CLIP.budgets, "dmd": (CLIP_DMD_MINUTES, 0)}, dmd_teacher="clip",
+    dmd_guidance=CLIP_GUIDANCE,
+)  # fmt: skip
+_MICRO = PROFILES["micro"]  # the tests' clip teacher and rollout DMD
+PROFILES["micro-clip"] = replace(
+    _MICRO, budgets={**_MICRO.budgets, "clip": (0, 3)}, dmd_teacher="clip", dmd_guidance=1.0
+)

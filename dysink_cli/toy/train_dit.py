@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -21,8 +20,7 @@ from dysink_cli.engine.sampler import flow_to_x0, renoise
 from dysink_cli.engine.schedule import NUM_TRAIN_TIMESTEPS, denoising_timesteps, sigma_of, training_sigmas
 from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.rope import RopeFrequencies
-from dysink_cli.model.vae import WanVAE
-from dysink_cli.toy.data import FRAMES_PER_BLOCK, PREROLL_LATENTS, DiTBatch, Layout
+from dysink_cli.toy.data import FRAMES_PER_BLOCK, Layout
 from dysink_cli.toy.dit_context import LayerKV, dit_call, fold_blocks, join_context, repeat_text
 
 SAMPLER_STEPS = (1000, 750, 500, 250)
@@ -63,20 +61,6 @@ class Schedule:
         return t, sigma
 
 
-@torch.no_grad()
-def batch_latents(vae: WanVAE, batch: DiTBatch) -> tuple[Tensor, Tensor | None]:
-    """Normalised latents: chain (B, 3n, C, h, w) and far blocks (B, k, 3, C, h, w) or None."""
-    chain = vae.encode(batch.chain_video)
-    if not batch.layout.from_start:
-        chain = chain[:, PREROLL_LATENTS:]
-    if batch.far_video is None:
-        return chain, None
-    far = vae.encode(batch.far_video)
-    if batch.layout.far != "sink":
-        far = far[:, PREROLL_LATENTS:]
-    return chain, far.unflatten(0, (chain.shape[0], batch.layout.far_blocks))
-
-
 @dataclass
 class Blocks:
     """One batch on the device: latents, positions, text K/V."""
@@ -87,28 +71,6 @@ class Blocks:
     chain_starts: Tensor  # (B,) latent frame of the first chain block
     far_starts: Tensor  # (B, k)
     text_kv: LayerKV
-
-
-@dataclass
-class DrawnBatch:
-    """A rendered and encoded DiT batch, kept for `dit_reuse` steps (rng_state: where it came from)."""
-
-    rng_state: Any
-    stage: str
-    layout: Layout
-    chain: Tensor
-    far: Tensor | None
-    chain_starts: Tensor
-    far_starts: Tensor
-    captions: list[str]
-    uses: int = 0
-    seconds: float = 0.0  # to render and encode (logged as draw_s)
-
-
-def batch_kind(stage: str) -> str:
-    """Which stages may reuse each other's DrawnBatch: "dit", "sf" and "dmd" do; "text", "camera" and
-    "pan" draw their own."""
-    return stage if stage in ("text", "camera", "pan") else "dit"
 
 
 def gaussian(like: Tensor, generator: torch.Generator) -> Tensor:

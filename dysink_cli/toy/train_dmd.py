@@ -43,10 +43,11 @@ class DmdCritics:
     def __init__(self) -> None:
         self.nets: dict[str, WanDiT] = {}
 
-    def start(self, dit: WanDiT) -> None:
+    def start(self, source: WanDiT) -> None:
+        """Both copied from `source`: the DiT, or the clip teacher (train_clip.py)."""
         if not self.nets:
-            teacher = copy.deepcopy(dit).eval().requires_grad_(False)
-            self.nets = {"teacher": teacher, "fake": copy.deepcopy(dit).train().requires_grad_(True)}
+            teacher = copy.deepcopy(source).eval().requires_grad_(False)
+            self.nets = {"teacher": teacher, "fake": copy.deepcopy(source).train().requires_grad_(True)}
 
     def trained(self) -> list[WanDiT]:
         return [self.nets["fake"]] if self.nets else []
@@ -91,20 +92,19 @@ def last_block_context(net: WanDiT, b: Blocks, text_kv: LayerKV, freqs: RopeFreq
 
 
 def generate(
-    dit: WanDiT, b: Blocks, freqs: RopeFrequencies, schedule: Schedule, generator: torch.Generator,
-    exit_step: int, context: LayerKV | None,
+    dit: WanDiT, like: Tensor, starts: Tensor, text_kv: LayerKV, freqs: RopeFrequencies, schedule: Schedule,
+    generator: torch.Generator, exit_step: int, context: LayerKV | None,
 ) -> Tensor:  # fmt: skip
-    """The chain's last block by the shipped sampler from noise, stopped at `exit_step`: its x0
-    prediction there, with gradients through that step only (B, F, C, h, w)."""
-    rows, like = b.chain.shape[0], b.chain[:, -1]
-    starts = b.chain_starts + FRAMES_PER_BLOCK * (b.layout.chain_blocks - 1)
+    """A block shaped `like` at latent frames `starts` by the shipped sampler from noise, stopped at
+    `exit_step`: its x0 prediction there, with gradients through that step only (B, F, C, h, w)."""
+    rows = like.shape[0]
     x = gaussian(like, generator)
     with torch.no_grad():
         for s in range(exit_step):
             sigma = schedule.sigmas[s].to(x.device)
-            flow, _ = dit_call(dit, x, schedule.timesteps[s].expand(rows), b.text_kv, starts, freqs, context)
+            flow, _ = dit_call(dit, x, schedule.timesteps[s].expand(rows), text_kv, starts, freqs, context)
             x = renoise(flow_to_x0(x, flow, sigma), gaussian(like, generator), schedule.sigmas[s + 1])
-    flow, _ = dit_call(dit, x, schedule.timesteps[exit_step].expand(rows), b.text_kv, starts, freqs, context)
+    flow, _ = dit_call(dit, x, schedule.timesteps[exit_step].expand(rows), text_kv, starts, freqs, context)
     return x - schedule.sigmas[exit_step].to(x.device) * flow
 
 
@@ -143,9 +143,8 @@ def dmd_loss(
     starts = b.chain_starts + FRAMES_PER_BLOCK * (b.layout.chain_blocks - 1)
     fake_text = fake.encode_text(embeds)
     exit_step = rng.randrange(len(schedule.timesteps))
-    x_hat = generate(
-        dit, b, freqs, schedule, generator, exit_step, last_block_context(dit, b, b.text_kv, freqs)
-    )
+    own = last_block_context(dit, b, b.text_kv, freqs)
+    x_hat = generate(dit, b.chain[:, -1], starts, b.text_kv, freqs, schedule, generator, exit_step, own)
     fake_context = last_block_context(fake, b, fake_text, freqs)
     x_t, t, sigma, _ = noised(x_hat.detach(), schedule, generator)
     with torch.no_grad():
@@ -154,16 +153,33 @@ def dmd_loss(
             contrast_x0 = teacher_x0(teacher, b, contrast_embeds, x_t, t, sigma, freqs)
             real_x0 = real_x0 + guidance * (real_x0 - contrast_x0)
         fake_x0 = x_t - _rows(sigma, x_t) * dit_call(fake, x_t, t, fake_text, starts, freqs, fake_context)[0]
-        dims = tuple(range(1, x_hat.dim()))
-        scale = (x_hat - real_x0).abs().mean(dim=dims, keepdim=True).clamp_min(MIN_NORMALISER)
-        target = x_hat - (fake_x0 - real_x0) / scale
-    generator_loss = 0.5 * (x_hat - target).square().mean()
+    generator_loss = matching_loss(x_hat, real_x0, fake_x0)
     clean = x_hat.detach()
-    x2, t2, _, eps2 = noised(clean, schedule, generator)
-    flow, _ = dit_call(fake, x2, t2, fake_text, starts, freqs, fake_context)
-    fake_loss = (flow - (eps2 - clean)).square().mean()
+    fake_loss = fake_flow_loss(
+        lambda x, steps: dit_call(fake, x, steps, fake_text, starts, freqs, fake_context)[0],
+        clean, schedule, generator,
+    )
     truth_mse = (clean - b.chain[:, -1]).square().mean()
     return generator_loss + fake_loss, {
         "dmd": generator_loss.item(), "fake_flow_mse": fake_loss.item(), "exit_step": float(exit_step),
         "x0_mse_to_truth": truth_mse.item(), "x0_std": clean.std().item(),
     }  # fmt: skip
+
+
+def matching_loss(x_hat: Tensor, real_x0: Tensor, fake_x0: Tensor) -> Tensor:
+    """DMD's generator loss: half the squared distance of x_hat to itself moved along the two
+    denoisers' difference, normalised per sample by |x_hat - real x0| (gradient: that difference)."""
+    with torch.no_grad():
+        dims = tuple(range(1, x_hat.dim()))
+        scale = (x_hat - real_x0).abs().mean(dim=dims, keepdim=True).clamp_min(MIN_NORMALISER)
+        target = x_hat - (fake_x0 - real_x0) / scale
+    return 0.5 * (x_hat - target).square().mean()
+
+
+def fake_flow_loss(
+    flow_of: Callable[[Tensor, Tensor], Tensor], clean: Tensor, schedule: Schedule, generator: torch.Generator
+) -> Tensor:
+    """The fake denoiser's flow matching on the generator's (detached) output `clean`;
+    `flow_of(x_t, timesteps)` is the fake's call."""
+    x_t, t, _, eps = noised(clean, schedule, generator)
+    return (flow_of(x_t, t) - (eps - clean)).square().mean()

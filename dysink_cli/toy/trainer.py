@@ -23,18 +23,16 @@ from torch import Tensor, nn
 from dysink_cli.model.rope import wan_frequencies
 from dysink_cli.model.tokenizer import ByteTokenizer
 from dysink_cli.toy import checkpoint as ckpt
-from dysink_cli.toy.data import STAGE_MIX, TEACHER_MIX, dit_batch, opening_layout, sample_layout
+from dysink_cli.toy.batches import DrawnBatch, batch_kind, draw_batch
 from dysink_cli.toy.models import new_toy_networks, with_latent_stats
 from dysink_cli.toy.profiles import STAGES, Profile, lr_factor
 from dysink_cli.toy.prompt_probe import PROBE_WEIGHT, PromptProbe, words_step
+from dysink_cli.toy.train_clip import ClipTeacher, clip_dmd_loss, clip_flow_loss, dmd_source
 from dysink_cli.toy.train_dit import (
     ROLLOUT_STEPS,
     SF_STEPS,
     Blocks,
-    DrawnBatch,
     Schedule,
-    batch_kind,
-    batch_latents,
     own_chain_loss,
     teacher_forcing_loss,
 )
@@ -71,6 +69,7 @@ class Trainer:
         self.opt_stage: str | None = None
         self.batch: DrawnBatch | None = None  # the DiT batch being reused
         self.critics = DmdCritics()  # the "dmd" stage's teacher and fake denoiser
+        self.clip = ClipTeacher()  # the "clip" stage's network (dmd's teacher when dmd_teacher is "clip")
 
     # -- state ------------------------------------------------------------------------------------
     def stage(self) -> str | None:
@@ -85,6 +84,8 @@ class Trainer:
 
     def trainable(self, stage: str) -> list[nn.Module]:
         n = self.nets
+        if stage == "clip":  # started as a copy of the DiT when the stage begins (train_clip.py)
+            return [self.clip.start(n.dit)]
         own = {"vae": [n.vae], "pe": [n.pe], "words": [n.t5, self.probe]}
         own["dmd"] = [n.dit, *self.critics.trained()]  # the teacher stays frozen
         return own.get(stage, [n.dit, n.t5, self.probe])  # the DiT stages (dit, sf, text, camera, ...)
@@ -94,7 +95,7 @@ class Trainer:
             lr, fast = self.profile.lr[stage], self.profile.text_encoder_lr_scale
             scale = {id(self.nets.t5): fast, id(self.probe): fast} if stage == "text" else {}
             if stage == "dmd":
-                self.critics.start(self.nets.dit)
+                self.critics.start(dmd_source(self.nets.dit, self.clip, self.profile.dmd_teacher))
                 scale = {id(m): self.profile.dmd_fake_lr_scale for m in self.critics.trained()}
             groups = [  # "text" trains the text encoder and the probe faster, "dmd" its fake critic
                 {"params": list(m.parameters()), "scale": scale.get(id(m), 1.0)}
@@ -108,7 +109,7 @@ class Trainer:
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         tensors = {f"{p}.{k}": t for p, m in self.nets.modules().items() for k, t in m.state_dict().items()}
         tensors |= {f"probe.{k}": t for k, t in self.probe.state_dict().items()}
-        tensors |= self.critics.state()
+        tensors |= self.critics.state() | self.clip.state()
         tensors["rng.torch"] = self.generator.get_state()
         meta: dict[str, Any] = {
             "steps": self.counters.steps, "seconds": self.counters.seconds,
@@ -135,6 +136,7 @@ class Trainer:
         if "probe.head.weight" in tensors:  # absent from checkpoints before the "text" stage
             self.probe.load_state_dict({k[6:]: t for k, t in tensors.items() if k.startswith("probe.")})
         self.critics.load_state(tensors, self.nets.dit)
+        self.clip.load_state(tensors, self.nets.dit)
         self.generator.set_state(tensors["rng.torch"])
         ckpt.set_python_rng_state(self.rng, meta["python_rng"])
         self.counters = Counters()  # stages added since the checkpoint start at 0
@@ -170,28 +172,18 @@ class Trainer:
         return self.nets.dit.encode_text(embeds)
 
     def draw_batch(self, stage: str) -> DrawnBatch:
-        """A fresh DiT batch: layout, rendered views, latents from the frozen VAE. The "text" stage
-        draws the start of videos (nothing but the prompt to go by) in its own batch size, "camera"
-        contexts that mostly move otherwise than the prompt says, "pan" no openings (data.STAGE_MIX)."""
-        rng_state, mix = ckpt.python_rng_state(self.rng), STAGE_MIX.get(stage, TEACHER_MIX)
-        layout = opening_layout(self.rng) if stage == "text" else sample_layout(self.rng, mix.openings)
-        size = self.profile.text_batch if stage == "text" else self.profile.dit_batch
-        batch = dit_batch(self.rng, layout, *size, self.device, self.profile.frame_size, mix)
+        size = self.profile.text_batch if stage == "text" else self.profile.dit_batch  # text: openings
         with self.autocast():
-            chain, far = batch_latents(self.nets.vae, batch)
-        blocks = chain.float().unflatten(1, (layout.chain_blocks, -1))
-        far = None if far is None else far.float()
-        return DrawnBatch(
-            rng_state, stage, layout, blocks, far, batch.chain_starts(), batch.far_starts(), batch.captions
-        )
+            return draw_batch(self.rng, stage, self.nets.vae, size, self.device, self.profile.frame_size)
 
     def dit_blocks(self, stage: str) -> Blocks:
-        """The current batch (drawn anew every `dit_reuse` steps) with this step's text K/V."""
+        """The current batch (drawn anew every `dit_reuse` steps; clip-taught dmd draws clips), text K/V."""
         b, p = self.batch, self.profile
+        drawn_as = "clip" if stage == "dmd" and p.dmd_teacher == "clip" else stage
         reuse = p.text_reuse if stage == "text" else p.dit_reuse
-        if b is None or b.uses >= reuse or batch_kind(b.stage) != batch_kind(stage):
+        if b is None or b.uses >= reuse or batch_kind(b.stage) != batch_kind(drawn_as):
             start = time.monotonic()
-            self.batch = self.draw_batch(stage)
+            self.batch = self.draw_batch(drawn_as)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             self.batch.seconds = time.monotonic() - start
@@ -213,8 +205,11 @@ class Trainer:
             contrast = None
             if self.profile.dmd_guidance:
                 contrast = contrast_embeds(self.nets.t5, self.tokenizer, self.batch.captions, self.device)
-            dmd_args = (self.last_text[0], *draw, contrast, self.profile.dmd_guidance)
-            loss, parts = dmd_loss(dit, self.critics, blocks, *dmd_args)
+            dmd = dmd_loss if self.profile.dmd_teacher == "block" else clip_dmd_loss
+            guided = (contrast, self.profile.dmd_guidance)
+            loss, parts = dmd(dit, self.critics, blocks, self.last_text[0], *draw, *guided)
+        elif stage == "clip":
+            loss, parts = clip_flow_loss(self.clip.start(dit), blocks, self.last_text[0], *draw[:3])
         elif stage == "pan":
             loss, parts = pan_loss(dit, blocks, self.batch.captions, *draw)
         elif own:
@@ -222,8 +217,8 @@ class Trainer:
             loss, parts = own_chain_loss(dit, blocks, *draw, steps)
         else:
             last = stage == "camera"  # its context blocks do not move as their prompt says
-            loss, parts = teacher_forcing_loss(dit, blocks, self.freqs, self.schedule, self.generator, last)
-        if stage != "dmd":  # the probe keeps the encoder's words (the "words" stage); dmd freezes it
+            loss, parts = teacher_forcing_loss(dit, blocks, *draw[:3], last)
+        if stage not in ("dmd", "clip"):  # the probe keeps the encoder's words ("words"); these freeze it
             probe_loss, accuracy = self.probe.loss(*self.last_text, self.batch.captions)
             loss = loss + PROBE_WEIGHT * probe_loss
             parts = {**parts, **accuracy}
@@ -261,10 +256,9 @@ class Trainer:
 
     def finish_stage(self, stage: str) -> None:
         if stage == "vae":
-            mean, std = latent_stats(
-                self.nets.vae, self.rng, 8, self.profile.vae_batch, self.device, self.profile.frame_size
-            )
-            self.set_latent_stats(mean, std)
+            p = self.profile
+            stats = latent_stats(self.nets.vae, self.rng, 8, p.vae_batch, self.device, p.frame_size)
+            self.set_latent_stats(*stats)
         self.opt, self.opt_stage = None, None
 
     # -- loop -------------------------------------------------------------------------------------
