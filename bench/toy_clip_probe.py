@@ -49,7 +49,7 @@ def clip_speed(trainer: Trainer, theme: str, motion: str, steps: int, seed: int)
         flow, _ = dit_call(net, x, torch.full((1,), float(s) * 1000), text, start, trainer.freqs)
         x = x + float(s_next - s) * flow
     video, _ = vae.decode_chunk(x, vae.decoder_state())
-    return speed_along(camera_velocity((video[0].float() * 0.5 + 0.5).clamp(0, 1)), motion)
+    return speed_along(camera_velocity((video[0].float().cpu() * 0.5 + 0.5).clamp(0, 1)), motion)
 
 
 def main() -> None:

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
-from dysink_cli.engine.memory.entry_file import read_tensors, tensor_bytes, write_tensors
+from dysink_cli.engine.memory.entry_file import tensor_bytes, write_tensors
 from dysink_cli.errors import OutputError, ResumeError
 
 FP8 = torch.float8_e4m3fn
@@ -188,12 +189,17 @@ def _corrupt(path: Path, err: Exception | str) -> ResumeError:
 
 
 def read_entry(path: Path, nbytes: int | None = None, pin: bool = False) -> Payload:
-    """Read an entry file (entry_file.read_tensors: no staging copy); ResumeError if missing,
-    truncated, or not the expected size."""
+    """Read an entry file through safetensors' memory map, pinned copies when `pin` (entry_file's
+    plain reads straight into pinned tensors measured 4x slower: bench/RESULTS.md); ResumeError if
+    missing, truncated, or not the expected size."""
     try:
-        tensors, meta = read_tensors(path, pin)
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        tensor_bytes(path)  # the header checked against the file before anything is mapped
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
         raise _corrupt(path, err) from None
+    tensors = {name: t.pin_memory() if pin else t for name, t in tensors.items()}
     kv_dtype = getattr(torch, meta.get("kv_dtype", ""), None)
     if not {"k", "v", "latent"} <= set(tensors) or not isinstance(kv_dtype, torch.dtype):
         raise _corrupt(path, "missing tensors or metadata")
