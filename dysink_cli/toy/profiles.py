@@ -7,6 +7,9 @@ sets the sum of the minute budgets), "cpu" the same model on a laptop, "micro" a
 "rollout" stage (sf on context rolled out from sigma 1.0 or 0.94, the render's case; measured, not
 shipped), "toy-guided" the same with the dmd stage's real score guided by contrast captions (not run);
 "cpu-dmd" and "cpu-guided" run dmd alone on a laptop, unguided and guided (the CPU trial of the guidance).
+"toy-clip" trains the clip teacher (train_clip.py), then runs dmd on the generator's own three-block
+rollouts scored by it (measured from the shipped weights: every theme drawn as desert; not shipped).
+"micro-clip" is its test size.
 """
 
 from __future__ import annotations
