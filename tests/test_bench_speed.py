@@ -22,7 +22,7 @@ from dysink_cli.benchmarks.floor import (
     forward_flops,
     tokens_per_frame,
 )
-from dysink_cli.benchmarks.results import steady_stats
+from dysink_cli.benchmarks.results import pinned_figures, steady_stats
 from dysink_cli.benchmarks.speed import SpeedRequest, plan_cases, seconds_for
 from dysink_cli.cli.app import app
 from dysink_cli.config import resolve_config
@@ -174,3 +174,14 @@ def test_cases_modes_and_stored() -> None:
         assert plan_frames(seconds_for(7, cfg), cfg.output.fps, cfg.engine.frames_per_block).blocks == 7
     with pytest.raises(ConfigError, match="takes no --weights"):
         plan_cases(SpeedRequest(presets=("tiny",), weights=Path(".")))
+
+
+def test_pinned_figures_pick_the_host_allocators_bytes_and_time() -> None:
+    stats = {
+        "allocated_bytes.current": 3e9, "allocated_bytes.peak": 4.5e9, "allocated_bytes.freed": 1e9,
+        "active_requests.peak": 7, "host_alloc_time.total": 2500.0, "host_alloc_time.max": 900.0,
+    }  # fmt: skip
+    assert pinned_figures(stats) == {
+        "pinned.allocated_bytes.current": 3.0, "pinned.allocated_bytes.peak": 4.5, "pinning_ms": 2.5
+    }  # fmt: skip
+    assert pinned_figures({}) == {}  # no CUDA: nothing

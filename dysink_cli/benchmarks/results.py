@@ -107,3 +107,17 @@ def commit_id() -> str:
         return out.stdout.strip() or "unknown"
     except OSError:
         return "unknown"
+
+
+def pinned_figures(stats: dict[str, Any]) -> dict[str, float]:
+    """From torch.cuda.host_memory_stats(): the caching host allocator's byte counts now and at peak
+    (GB, key `pinned.<stat>`; "allocated_bytes" counts active and cached blocks) and its time in
+    CUDA's pinning calls (ms)."""
+    out = {
+        f"pinned.{key}": value / 1e9
+        for key, value in stats.items()
+        if "bytes" in key and key.endswith((".current", ".peak"))
+    }
+    if "host_alloc_time.total" in stats:
+        out["pinning_ms"] = stats["host_alloc_time.total"] / 1000
+    return out

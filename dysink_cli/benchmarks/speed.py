@@ -23,7 +23,7 @@ from dysink_cli.benchmarks.agreement import configured_agreement
 from dysink_cli.benchmarks.encode import encode_fps
 from dysink_cli.benchmarks.floor import block_flops, block_keys, floor_ms, measure_rates, tokens_per_frame
 from dysink_cli.benchmarks.networks import FULL_SIZE, PROMPT, Loaded, NetworkCache, needs_taehv
-from dysink_cli.benchmarks.results import Floor, SpeedResult, commit_id, steady_stats
+from dysink_cli.benchmarks.results import Floor, SpeedResult, commit_id, pinned_figures, steady_stats
 from dysink_cli.config import RenderConfig, resolve_config, with_changes
 from dysink_cli.errors import ConfigError, GpuError
 from dysink_cli.io.ffmpeg import NullSink
@@ -168,6 +168,8 @@ class SpeedBench:
             )
             wall = time.perf_counter() - start
         result = self._result(case, records, notes, stats, wall, loaded, floor)
+        if self.device.type == "cuda":  # pinned host memory: what RSS holds beside the bank's RAM tier
+            result.extra |= pinned_figures(torch.cuda.host_memory_stats())
         if case.descriptors not in ("none", "standalone"):  # not the reference decode: how far off?
             text_kv = loaded.networks.dit.encode_text(loaded.embeds[PROMPT].to(self.device))
             agreement = configured_agreement(cfg, loaded.networks, text_kv, req.blocks, 1, self.device)
