@@ -158,6 +158,10 @@ PROFILES["toy-clip"] = replace(
     _CLIP, budgets={**_CLIP.budgets, "dmd": (CLIP_DMD_MINUTES, 0)}, dmd_teacher="clip",
     dmd_guidance=CLIP_GUIDANCE,
 )  # fmt: skip
+# the clip stage alone on a laptop (its probe: bench/toy_clip_probe.py), then the same dmd
+PROFILES["cpu-clip"] = replace(
+    fine_tune("cpu", "clip", 4 * CLIP_MINUTES), dmd_teacher="clip", dmd_guidance=CLIP_GUIDANCE
+)
 _MICRO = PROFILES["micro"]  # the tests' clip teacher and rollout DMD
 PROFILES["micro-clip"] = replace(
     _MICRO, budgets={**_MICRO.budgets, "clip": (0, 3)}, dmd_teacher="clip", dmd_guidance=1.0
