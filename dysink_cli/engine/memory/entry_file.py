@@ -14,7 +14,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -58,35 +58,24 @@ def write_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, st
         raise
 
 
-def _index(f: BinaryIO) -> tuple[dict[str, Any], dict[str, str], int]:
-    """The header: ({name: {dtype, shape, data_offsets}}, metadata, where the data starts)."""
-    size = int.from_bytes(f.read(8), "little")
-    if not 0 < size <= MAX_HEADER_BYTES:
-        raise ValueError(f"a header of {size} bytes")
-    index = json.loads(f.read(size))
+def tensor_bytes(path: Path) -> int:
+    """Bytes of tensor data the header declares, the header checked against the file: ValueError
+    where it is malformed, a shape does not match its bytes or the file is shorter than it says."""
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        if not 0 < size <= MAX_HEADER_BYTES:
+            raise ValueError(f"a header of {size} bytes")
+        index = json.loads(f.read(size))
+        data_bytes = os.fstat(f.fileno()).st_size - 8 - size
     if not isinstance(index, dict):
         raise ValueError("a header that is not a table")
-    return index, index.pop("__metadata__", None) or {}, 8 + size
-
-
-def _checked(f: BinaryIO) -> tuple[dict[str, tuple[torch.dtype, list[int], int]], dict[str, str]]:
-    """The header checked against the file: {name: (dtype, shape, file offset)}, metadata. ValueError
-    where a shape does not match its bytes or the file is shorter than the header says."""
-    index, metadata, start = _index(f)
-    file_bytes = os.fstat(f.fileno()).st_size
-    found = {}
+    index.pop("__metadata__", None)
+    total = 0
     for name, info in index.items():
         dtype, shape, (first, end) = TORCH_DTYPES[info["dtype"]], info["shape"], info["data_offsets"]
         if min(shape, default=0) < 0 or end - first != math.prod(shape) * dtype.itemsize:
             raise ValueError(f"tensor {name}'s shape does not match its bytes")
-        if not 0 <= first <= end <= file_bytes - start:
+        if not 0 <= first <= end <= data_bytes:
             raise ValueError(f"tensor {name} is cut short")
-        found[name] = (dtype, shape, start + first)
-    return found, metadata
-
-
-def tensor_bytes(path: Path) -> int:
-    """Bytes of tensor data the header declares (the header only, checked against the file's size)."""
-    with open(path, "rb") as f:
-        found, _ = _checked(f)
-    return sum(math.prod(shape) * dtype.itemsize for dtype, shape, _ in found.values())
+        total += end - first
+    return total
