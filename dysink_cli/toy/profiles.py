@@ -9,7 +9,8 @@ shipped), "toy-guided" the same with the dmd stage's real score guided by contra
 "cpu-dmd" and "cpu-guided" run dmd alone on a laptop, unguided and guided (the CPU trial of the guidance).
 "toy-clip" trains the clip teacher (train_clip.py), then runs dmd on the generator's own three-block
 rollouts scored by it (measured from the shipped weights: every theme drawn as desert; not shipped).
-"micro-clip" is its test size.
+"micro-clip" is its test size. "toy-degrade" and "cpu-degrade" add the "degrade" stage (teacher forcing
+on context blurred and noised as a render's own blocks are, toy/degrade.py).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import torch
 from dysink_cli.model.config import DiTConfig, PECoreConfig, T5Config, VAEConfig
 from dysink_cli.toy.models import TEXT_LEN, TOY, ToyConfigs
 
-STAGES = ("vae", "pe", "words", "dit", "sf", "text", "camera", "pan", "rollout", "clip", "dmd")
+STAGES = ("vae", "pe", "words", "dit", "sf", "text", "camera", "pan", "rollout", "degrade", "clip", "dmd")
 TEXT_STEPS = 720  # the "text" stage: openings of videos, where only the prompt tells the theme
+DEGRADE_MINUTES = 5.0  # "degrade": teacher forcing on blurred and noised context (toy/degrade.py)
 ROLLOUT_MINUTES = 5.0  # "rollout": sf on context rolled out from (near) pure noise (train_dit.ROLLOUT_STEPS)
 PAN_MINUTES = 5.0  # the "pan" stage: own rollouts from noise, target the shifted last frame (train_pan)
 CAMERA_MINUTES = 5.0  # the "camera" stage: the prompt's motion, mostly not the context's (data.CAMERA_MIX)
@@ -73,11 +75,11 @@ PROFILES: dict[str, Profile] = {
         {
             "vae": (6.3, 0), "pe": (1.0, 0), "words": (0, WORDS_STEPS), "dit": (13.0, 0), "sf": (5.5, 0),
             "text": (0, TEXT_STEPS), "camera": (0, 0), "pan": (0, 0), "rollout": (0, 0),
-            "clip": (0, 0), "dmd": (DMD_MINUTES, 0),
+            "degrade": (0, 0), "clip": (0, 0), "dmd": (DMD_MINUTES, 0),
         },
         {
             "vae": 1e-3, "pe": 5e-4, "words": 3e-3, "dit": 4e-4, "sf": 1.5e-4, "text": 3e-4, "camera": 2e-4,
-            "pan": 1e-4, "rollout": 1.5e-4, "clip": 3e-4,
+            "pan": 1e-4, "rollout": 1.5e-4, "degrade": 1.5e-4, "clip": 3e-4,
             "dmd": 5e-5,
         },
         dit_reuse=3, text_batch=(16, 8),
@@ -98,11 +100,12 @@ PROFILES: dict[str, Profile] = {
         (1, 2, 2), (2, 2), (2, 1),
         {
             "vae": (0, 2), "pe": (0, 2), "words": (0, 2), "dit": (0, 3), "sf": (0, 3), "text": (0, 2),
-            "camera": (0, 3), "pan": (0, 0), "rollout": (0, 0), "clip": (0, 0), "dmd": (0, 3),
+            "camera": (0, 3), "pan": (0, 0), "rollout": (0, 0),
+            "degrade": (0, 0), "clip": (0, 0), "dmd": (0, 3),
         },
         {
             "vae": 1e-3, "pe": 1e-3, "words": 1e-3, "dit": 1e-3, "sf": 1e-3, "text": 1e-3, "camera": 1e-3,
-            "pan": 1e-3, "rollout": 1e-3, "clip": 1e-3,
+            "pan": 1e-3, "rollout": 1e-3, "degrade": 1e-3, "clip": 1e-3,
             "dmd": 1e-3,
         },
         frame_size=(32, 32), warmup=1, log_every=1, moments_dtype=torch.float32, dit_reuse=2, words_batch=4,
@@ -112,11 +115,11 @@ PROFILES: dict[str, Profile] = {
         {
             "vae": (8.0, 0), "pe": (2.0, 0), "words": (0, WORDS_STEPS), "dit": (25.0, 0), "sf": (10.0, 0),
             "text": (0, TEXT_STEPS), "camera": (2 * CAMERA_MINUTES, 0), "pan": (0, 0), "rollout": (0, 0),
-            "clip": (0, 0), "dmd": (4 * DMD_MINUTES, 0),
+            "degrade": (0, 0), "clip": (0, 0), "dmd": (4 * DMD_MINUTES, 0),
         },
         {
             "vae": 6e-4, "pe": 5e-4, "words": 3e-3, "dit": 4e-4, "sf": 1.5e-4, "text": 3e-4, "camera": 2e-4,
-            "pan": 1e-4, "rollout": 1.5e-4, "clip": 3e-4,
+            "pan": 1e-4, "rollout": 1.5e-4, "degrade": 1.5e-4, "clip": 3e-4,
             "dmd": 5e-5,
         },
         warmup=50, log_every=10, words_batch=64,
@@ -125,11 +128,12 @@ PROFILES: dict[str, Profile] = {
         TOY, (1, 1, 2), (2, 2), (2, 1),
         {
             "vae": (0, 1), "pe": (0, 1), "words": (0, 1), "dit": (0, 2), "sf": (0, 3), "text": (0, 1),
-            "camera": (0, 2), "pan": (0, 0), "rollout": (0, 0), "clip": (0, 0), "dmd": (0, 1),
+            "camera": (0, 2), "pan": (0, 0), "rollout": (0, 0),
+            "degrade": (0, 0), "clip": (0, 0), "dmd": (0, 1),
         },
         {
             "vae": 1e-4, "pe": 1e-4, "words": 1e-4, "dit": 1e-4, "sf": 1e-4, "text": 1e-4, "camera": 1e-4,
-            "pan": 1e-4, "rollout": 1e-4, "clip": 1e-4,
+            "pan": 1e-4, "rollout": 1e-4, "degrade": 1e-4, "clip": 1e-4,
             "dmd": 1e-4,
         },
         warmup=1, log_every=1, words_batch=8,
@@ -146,6 +150,8 @@ def fine_tune(base: str, stage: str, minutes: float) -> Profile:
 PROFILES["toy-camera"] = fine_tune("toy", "camera", CAMERA_MINUTES)
 PROFILES["toy-pan"] = fine_tune("toy", "pan", PAN_MINUTES)
 PROFILES["toy-rollout"] = fine_tune("toy", "rollout", ROLLOUT_MINUTES)
+PROFILES["toy-degrade"] = fine_tune("toy", "degrade", DEGRADE_MINUTES)
+PROFILES["cpu-degrade"] = fine_tune("cpu", "degrade", 4 * DEGRADE_MINUTES)
 PROFILES["cpu-rollout"] = fine_tune("cpu", "rollout", 4 * ROLLOUT_MINUTES)  # the laptop's 4x minutes
 PROFILES["toy-guided"] = replace(PROFILES["toy-rollout"], dmd_guidance=DMD_GUIDANCE)
 # dmd alone from exported weights on a laptop, guided and not (the control): 20 minutes each

@@ -20,6 +20,7 @@ from dysink_cli.engine.sampler import flow_to_x0, renoise
 from dysink_cli.engine.schedule import NUM_TRAIN_TIMESTEPS, denoising_timesteps, sigma_of, training_sigmas
 from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.rope import RopeFrequencies
+from dysink_cli.toy import degrade as soft
 from dysink_cli.toy.data import FRAMES_PER_BLOCK, Layout
 from dysink_cli.toy.dit_context import LayerKV, dit_call, fold_blocks, join_context, repeat_text
 
@@ -117,15 +118,20 @@ def noisy_context(
 
 def teacher_forcing_loss(
     dit: WanDiT, b: Blocks, freqs: RopeFrequencies, schedule: Schedule, generator: torch.Generator,
-    last_block_only: bool = False,
+    last_block_only: bool = False, degrade: soft.Degrade = soft.NONE,
 ) -> tuple[Tensor, dict[str, float]]:  # fmt: skip
     """Flow-matching MSE of every block that has its true context, given clean context K/V (or of
-    the last block alone: the "camera" stage, whose context blocks move otherwise than the prompt)."""
+    the last block alone: the "camera" stage, whose context blocks move otherwise than the prompt);
+    `degrade`: a share of the rows see their context blurred and noised ("degrade", toy/degrade.py)."""
     rows = b.chain.shape[0]
     sigma_aug = torch.rand(rows, generator=generator) * CONTEXT_NOISE_MAX
     sigma_aug = sigma_aug * (torch.rand(rows, generator=generator) < 0.5)
     chain = b.chain + _rows(sigma_aug, b.chain) * gaussian(b.chain, generator)
     far = None if b.far is None else b.far + _rows(sigma_aug, b.far) * gaussian(b.far, generator)
+    if degrade.share:  # the targets below stay b.chain, the truth
+        blur_px, noise = soft.draw(rows, degrade, generator)
+        chain = soft.apply(chain, blur_px, noise, generator)
+        far = None if far is None else soft.apply(far, blur_px, noise, generator)
     memory, sink, clean = context_kv(dit, b, freqs, chain, far)
     losses = []
     for j in range(b.layout.chain_blocks):

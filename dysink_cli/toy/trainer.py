@@ -24,6 +24,7 @@ from dysink_cli.model.rope import wan_frequencies
 from dysink_cli.model.tokenizer import ByteTokenizer
 from dysink_cli.toy import checkpoint as ckpt
 from dysink_cli.toy.batches import DrawnBatch, batch_kind, draw_batch
+from dysink_cli.toy.degrade import NONE, SOFT_CONTEXT
 from dysink_cli.toy.models import new_toy_networks, with_latent_stats
 from dysink_cli.toy.profiles import STAGES, Profile, lr_factor
 from dysink_cli.toy.prompt_probe import PROBE_WEIGHT, PromptProbe, words_step
@@ -215,9 +216,9 @@ class Trainer:
         elif own:
             steps = ROLLOUT_STEPS if stage == "rollout" else SF_STEPS
             loss, parts = own_chain_loss(dit, blocks, *draw, steps)
-        else:
-            last = stage == "camera"  # its context blocks do not move as their prompt says
-            loss, parts = teacher_forcing_loss(dit, blocks, *draw[:3], last)
+        else:  # "camera": its context blocks move otherwise than the prompt; "degrade": soft context
+            last, degrade = stage == "camera", SOFT_CONTEXT if stage == "degrade" else NONE
+            loss, parts = teacher_forcing_loss(dit, blocks, *draw[:3], last, degrade)
         if stage not in ("dmd", "clip"):  # the probe keeps the encoder's words ("words"); these freeze it
             probe_loss, accuracy = self.probe.loss(*self.last_text, self.batch.captions)
             loss = loss + PROBE_WEIGHT * probe_loss
