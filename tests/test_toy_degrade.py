@@ -1,0 +1,86 @@
+"""The toy's "degrade" stage: teacher forcing whose context (never its target) is blurred and noised
+as a render's own blocks are (toy/degrade.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dysink_cli.model.rope import wan_frequencies
+from dysink_cli.toy import degrade as soft
+from dysink_cli.toy import train_dit
+from dysink_cli.toy.models import new_toy_networks
+from dysink_cli.toy.profiles import PROFILES, STAGES
+from dysink_cli.toy.train import start_from_weights
+from dysink_cli.toy.trainer import Trainer
+from tests.test_toy_camera import _exported
+from tests.test_toy_pan import _blocks
+
+MICRO = PROFILES["micro"]
+
+
+def test_blur_matrix_is_the_identity_at_zero_and_keeps_a_constant() -> None:
+    m = soft.blur_matrix(7, torch.tensor([0.0, 1.0, 3.0]))
+    assert torch.equal(m[0], torch.eye(7))
+    assert torch.allclose(m.sum(-1), torch.ones(3, 7))
+    assert m[1, 3, 3] > m[1, 3, 4] > m[1, 3, 5] > 0  # centred, falling off with distance
+    assert m[2, 3, 3] < m[1, 3, 3]  # wider for a larger sigma
+
+
+def test_blur_acts_per_row_and_keeps_an_impulse_centred() -> None:
+    x = torch.zeros(2, 3, 4, 9, 11)
+    x[:, :, :, 4, 5] = 1.0
+    y = soft.blur(x, torch.tensor([0.0, 1.0]))
+    assert torch.equal(y[0], x[0])  # sigma 0: untouched
+    assert (y[1, :, :, 4, 5] < 1.0).all() and (y[1, :, :, 4, 6] > 0).all() and (y[1, :, :, 3, 5] > 0).all()
+    assert torch.allclose(y[1].sum((-1, -2)), torch.ones(3, 4), atol=0.01)  # mass kept away from edges
+    centre = (y[1, 0, 0] * torch.arange(11.0)).sum() / y[1, 0, 0].sum()
+    assert centre == pytest.approx(5.0, abs=1e-5)  # blurring moves nothing: a pan stays a pan
+
+
+def test_draw_leaves_the_share_it_does_not_choose_sharp() -> None:
+    gen = torch.Generator().manual_seed(0)
+    sigma, noise = soft.draw(4000, soft.Degrade(share=0.25, blur_px=(0.5, 1.0), noise_max=0.2), gen)
+    chosen = sigma > 0
+    assert 0.2 < chosen.float().mean() < 0.3
+    assert torch.equal(chosen, noise > 0)
+    assert sigma[chosen].min() >= 0.5 and sigma.max() <= 1.0 and noise.max() <= 0.2
+    assert torch.equal(soft.draw(8, soft.NONE, gen)[0], torch.zeros(8))
+
+
+def test_teacher_forcing_degrades_the_context_and_not_the_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    dit = new_toy_networks(MICRO.configs, seed=1).dit
+    torch.nn.init.normal_(dit.head.head.weight, std=0.1)
+    blocks = _blocks(dit, 3)
+    seen: list[torch.Tensor] = []
+    real_context_kv = train_dit.context_kv
+
+    def spy(dit, b, freqs, chain, far):  # noqa: ANN001, ANN202
+        seen.append(chain)
+        return real_context_kv(dit, b, freqs, chain, far)
+
+    monkeypatch.setattr(train_dit, "context_kv", spy)
+    freqs, schedule = wan_frequencies(dit.cfg.head_dim), train_dit.Schedule.shipped()
+    losses = []
+    for spec in (soft.NONE, soft.Degrade(share=1.0, blur_px=(1.5, 1.5), noise_max=0.0)):
+        gen = torch.Generator().manual_seed(0)
+        losses.append(train_dit.teacher_forcing_loss(dit, blocks, freqs, schedule, gen, degrade=spec)[0])
+    sharp, degraded = seen
+    # at most the 0.1 context noise of teacher forcing off the truth when sharp, far more when blurred
+    assert (sharp - blocks.chain).abs().mean() < 0.1
+    assert (degraded - soft.blur(sharp, torch.full((sharp.shape[0],), 1.5))).abs().max() < 1e-5
+    assert (degraded - blocks.chain).abs().mean() > 3 * (sharp - blocks.chain).abs().mean()
+    assert not torch.equal(losses[0], losses[1])  # the same draws and targets, another context
+
+
+def test_a_degrade_step_from_exported_weights(tmp_path: Path) -> None:
+    assert STAGES.index("text") < STAGES.index("degrade") < STAGES.index("dmd")
+    trainer = Trainer(MICRO, tmp_path / "run", torch.device("cpu"), seed=3)
+    start_from_weights(trainer, _exported(tmp_path))
+    before = trainer.nets.dit.head.head.weight.clone()
+    parts = [trainer.step("degrade") for _ in range(2)]
+    assert all(torch.isfinite(torch.tensor(p["flow_mse"])) for p in parts)
+    assert not torch.equal(before, trainer.nets.dit.head.head.weight)
+    assert PROFILES["toy-degrade"].budgets["degrade"][0] > 0 and PROFILES["toy"].budgets["degrade"] == (0, 0)
