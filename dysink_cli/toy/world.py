@@ -17,9 +17,7 @@ from torch import Tensor
 
 RGB = tuple[float, float, float]
 
-# One "pan" step per video frame (16 fps -> 64 px/s): 16 px per latent frame, one DiT token (the VAE's
-# 8 px x the patch's 2), so a pan moves the toy's tokens by whole tokens (bench/RESULTS.md, session 10).
-CAMERA_SPEED_PX_PER_FRAME = 4.0
+CAMERA_SPEED_PX_PER_FRAME = 2.0  # one "pan" step per video frame (16 fps -> 32 px/s)
 # Pan when a prompt names no motion: right-down diagonal, each axis at half the camera speed.
 DEFAULT_DRIFT: tuple[float, float] = (0.5 * CAMERA_SPEED_PX_PER_FRAME, 0.5 * CAMERA_SPEED_PX_PER_FRAME)
 MOTIONS = ("left", "right", "up", "down", "still", "default")
