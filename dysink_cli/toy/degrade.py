@@ -58,8 +58,6 @@ def draw(rows: int, spec: Degrade, generator: torch.Generator) -> tuple[Tensor, 
 
 
 def apply(x: Tensor, sigma: Tensor, noise: Tensor, generator: torch.Generator) -> Tensor:
-    """x (B, ...) blurred by sigma[b] and noised by noise[b] per row (rows repeated to fit x's B)."""
-    times = x.shape[0] // sigma.shape[0]
-    sigma, noise = sigma.repeat_interleave(times), noise.repeat_interleave(times)
+    """x (B, ...) blurred by sigma[b] and noised by noise[b] per row."""
     eps = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
     return blur(x, sigma) + noise.to(x).view(-1, *[1] * (x.dim() - 1)) * eps
