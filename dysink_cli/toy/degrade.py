@@ -55,9 +55,3 @@ def draw(rows: int, spec: Degrade, generator: torch.Generator) -> tuple[Tensor, 
     sigma = lo + (hi - lo) * torch.rand(rows, generator=generator)
     noise = spec.noise_max * torch.rand(rows, generator=generator)
     return sigma * chosen, noise * chosen
-
-
-def apply(x: Tensor, sigma: Tensor, noise: Tensor, generator: torch.Generator) -> Tensor:
-    """x (B, ...) blurred by sigma[b] and noised by noise[b] per row."""
-    eps = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-    return blur(x, sigma) + noise.to(x).view(-1, *[1] * (x.dim() - 1)) * eps

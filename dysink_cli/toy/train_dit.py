@@ -130,8 +130,8 @@ def teacher_forcing_loss(
     far = None if b.far is None else b.far + _rows(sigma_aug, b.far) * gaussian(b.far, generator)
     if degrade.share:  # the targets below stay b.chain, the truth
         blur_px, noise = soft.draw(rows, degrade, generator)
-        chain = soft.apply(chain, blur_px, noise, generator)
-        far = None if far is None else soft.apply(far, blur_px, noise, generator)
+        chain = soft.blur(chain, blur_px) + _rows(noise, chain) * gaussian(chain, generator)
+        far = None if far is None else soft.blur(far, blur_px) + _rows(noise, far) * gaussian(far, generator)
     memory, sink, clean = context_kv(dit, b, freqs, chain, far)
     losses = []
     for j in range(b.layout.chain_blocks):
