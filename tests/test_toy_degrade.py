@@ -3,6 +3,7 @@ as a render's own blocks are (toy/degrade.py)."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -10,12 +11,14 @@ import torch
 
 from dysink_cli.model.rope import wan_frequencies
 from dysink_cli.toy import degrade as soft
-from dysink_cli.toy import train_dit
+from dysink_cli.toy import train_dit, train_dmd
+from dysink_cli.toy.data import Layout
 from dysink_cli.toy.models import new_toy_networks
 from dysink_cli.toy.profiles import PROFILES, STAGES
 from dysink_cli.toy.train import start_from_weights
 from dysink_cli.toy.trainer import Trainer
 from tests.test_toy_camera import _exported
+from tests.test_toy_dmd import _blocks as dmd_blocks
 from tests.test_toy_pan import _blocks
 
 MICRO = PROFILES["micro"]
@@ -84,3 +87,43 @@ def test_a_degrade_step_from_exported_weights(tmp_path: Path) -> None:
     assert all(torch.isfinite(torch.tensor(p["flow_mse"])) for p in parts)
     assert not torch.equal(before, trainer.nets.dit.head.head.weight)
     assert PROFILES["toy-degrade"].budgets["degrade"][0] > 0 and PROFILES["toy"].budgets["degrade"] == (0, 0)
+
+
+def test_dmd_sees_the_degraded_context_in_all_three_dits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The "dmd" stage of "toy-degrade-dmd": generator, teacher and fake attend to the blurred
+    context; a share of 0 is the shipped recipe, draw for draw."""
+    dit = new_toy_networks(MICRO.configs, seed=2).dit
+    torch.nn.init.normal_(dit.head.head.weight, std=0.1)
+    critics = train_dmd.DmdCritics()
+    critics.start(dit)
+    b, embeds = dmd_blocks(dit, Layout(3, 2, "sink", 1, False))
+    seen: list[torch.Tensor] = []
+    real_context_kv = train_dmd.context_kv
+
+    def spy(net, blocks, freqs, chain, far):  # noqa: ANN001, ANN202
+        seen.append(chain)
+        return real_context_kv(net, blocks, freqs, chain, far)
+
+    monkeypatch.setattr(train_dmd, "context_kv", spy)
+    freqs, schedule = wan_frequencies(dit.cfg.head_dim), train_dit.Schedule.shipped()
+    specs = {
+        "none": soft.NONE, "zero share": soft.Degrade(share=0.0, noise_max=1.0),
+        "soft": soft.Degrade(share=1.0, blur_px=(1.5, 1.5), noise_max=0.0),
+    }  # fmt: skip
+    losses, contexts = {}, {}
+    for name, spec in specs.items():
+        seen.clear()
+        with torch.no_grad():
+            losses[name], _ = train_dmd.dmd_loss(
+                dit, critics, b, embeds, freqs, schedule, torch.Generator().manual_seed(1), random.Random(0),
+                degrade=spec,
+            )  # fmt: skip
+        contexts[name] = list(seen)
+    assert torch.equal(losses["none"], losses["zero share"])  # share 0: no draw, the same loss
+    blurred = soft.blur(b.chain, torch.full((b.chain.shape[0],), 1.5))
+    assert len(contexts["soft"]) == 3  # the generator's, the fake's and the teacher's context
+    assert all(torch.allclose(c, blurred, atol=1e-5) for c in contexts["soft"])
+    assert all(torch.equal(c, b.chain) for c in contexts["none"])
+    assert not torch.equal(losses["soft"], losses["none"])
+    assert PROFILES["toy-degrade-dmd"].dmd_degrade.share > 0
+    assert PROFILES["toy-degrade"].dmd_degrade.share == PROFILES["toy"].dmd_degrade.share == 0

@@ -10,7 +10,8 @@ shipped), "toy-guided" the same with the dmd stage's real score guided by contra
 "toy-clip" trains the clip teacher (train_clip.py), then runs dmd on the generator's own three-block
 rollouts scored by it (measured from the shipped weights: every theme drawn as desert; not shipped).
 "micro-clip" is its test size. "toy-degrade" and "cpu-degrade" add the "degrade" stage (teacher forcing
-on context blurred and noised as a render's own blocks are, toy/degrade.py).
+on context blurred and noised as a render's own blocks are, toy/degrade.py); "toy-degrade-dmd" also
+degrades the dmd stage's context.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from dysink_cli.model.config import DiTConfig, PECoreConfig, T5Config, VAEConfig
+from dysink_cli.toy.degrade import NONE, SOFT_CONTEXT, Degrade
 from dysink_cli.toy.models import TEXT_LEN, TOY, ToyConfigs
 
 STAGES = ("vae", "pe", "words", "dit", "sf", "text", "camera", "pan", "rollout", "degrade", "clip", "dmd")
@@ -64,6 +66,7 @@ class Profile:
     dmd_fake_lr_scale: float = 4.0  # "dmd": the fake denoiser tracks the generator this much faster
     dmd_guidance: float = 0.0  # "dmd": contrast guidance of the real score (train_dmd; 0 = none)
     dmd_teacher: str = "block"  # "dmd": the DiT scores a block ("block") or the clip teacher a rollout
+    dmd_degrade: Degrade = NONE  # "dmd" (block teacher): the context of a share of rows blurred and noised
     text_encoder_lr_scale: float = 10.0  # "text" stage: umT5 and the probe learn words from bytes slowly
     text_reuse: int = 4  # its steps per drawn batch (openings are cheap to train, dear to draw)
     autocast: bool = True  # bf16 autocast on CUDA (weights and optimiser stay float32)
@@ -151,6 +154,8 @@ PROFILES["toy-camera"] = fine_tune("toy", "camera", CAMERA_MINUTES)
 PROFILES["toy-pan"] = fine_tune("toy", "pan", PAN_MINUTES)
 PROFILES["toy-rollout"] = fine_tune("toy", "rollout", ROLLOUT_MINUTES)
 PROFILES["toy-degrade"] = fine_tune("toy", "degrade", DEGRADE_MINUTES)
+# degrade, then dmd on the same soft context (its teacher the degraded-context model)
+PROFILES["toy-degrade-dmd"] = replace(PROFILES["toy-degrade"], dmd_degrade=SOFT_CONTEXT)
 PROFILES["cpu-degrade"] = fine_tune("cpu", "degrade", 4 * DEGRADE_MINUTES)
 PROFILES["cpu-rollout"] = fine_tune("cpu", "rollout", 4 * ROLLOUT_MINUTES)  # the laptop's 4x minutes
 PROFILES["toy-guided"] = replace(PROFILES["toy-rollout"], dmd_guidance=DMD_GUIDANCE)

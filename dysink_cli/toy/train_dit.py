@@ -116,6 +116,19 @@ def noisy_context(
     return join_context([mem, sink, *clean[max(0, j - lay.window_blocks) : j]])
 
 
+def degraded(
+    chain: Tensor, far: Tensor | None, spec: soft.Degrade, generator: torch.Generator
+) -> tuple[Tensor, Tensor | None]:
+    """The chain and far blocks with a `spec.share` of the rows blurred and noised (toy/degrade.py);
+    untouched, and no draw made, when the share is 0."""
+    if not spec.share:
+        return chain, far
+    blur_px, noise = soft.draw(chain.shape[0], spec, generator)
+    chain = soft.blur(chain, blur_px) + _rows(noise, chain) * gaussian(chain, generator)
+    far = None if far is None else soft.blur(far, blur_px) + _rows(noise, far) * gaussian(far, generator)
+    return chain, far
+
+
 def teacher_forcing_loss(
     dit: WanDiT, b: Blocks, freqs: RopeFrequencies, schedule: Schedule, generator: torch.Generator,
     last_block_only: bool = False, degrade: soft.Degrade = soft.NONE,
@@ -128,10 +141,7 @@ def teacher_forcing_loss(
     sigma_aug = sigma_aug * (torch.rand(rows, generator=generator) < 0.5)
     chain = b.chain + _rows(sigma_aug, b.chain) * gaussian(b.chain, generator)
     far = None if b.far is None else b.far + _rows(sigma_aug, b.far) * gaussian(b.far, generator)
-    if degrade.share:  # the targets below stay b.chain, the truth
-        blur_px, noise = soft.draw(rows, degrade, generator)
-        chain = soft.blur(chain, blur_px) + _rows(noise, chain) * gaussian(chain, generator)
-        far = None if far is None else soft.blur(far, blur_px) + _rows(noise, far) * gaussian(far, generator)
+    chain, far = degraded(chain, far, degrade, generator)  # the targets below stay b.chain, the truth
     memory, sink, clean = context_kv(dit, b, freqs, chain, far)
     losses = []
     for j in range(b.layout.chain_blocks):

@@ -28,10 +28,11 @@ from torch import Tensor, nn
 from dysink_cli.engine.sampler import flow_to_x0, renoise
 from dysink_cli.model.dit import WanDiT
 from dysink_cli.model.rope import RopeFrequencies
+from dysink_cli.toy import degrade as soft
 from dysink_cli.toy.captions import MOTIONS, parse_prompt, random_caption
 from dysink_cli.toy.data import FRAMES_PER_BLOCK
 from dysink_cli.toy.dit_context import LayerKV, dit_call
-from dysink_cli.toy.train_dit import Blocks, Schedule, _rows, context_kv, gaussian, noisy_context
+from dysink_cli.toy.train_dit import Blocks, Schedule, _rows, context_kv, degraded, gaussian, noisy_context
 from dysink_cli.toy.world import THEMES
 
 
@@ -133,18 +134,22 @@ def teacher_x0(
 def dmd_loss(
     dit: WanDiT, critics: DmdCritics, b: Blocks, embeds: Tensor, freqs: RopeFrequencies,
     schedule: Schedule, generator: torch.Generator, rng: random.Random,
-    contrast_embeds: Tensor | None = None, guidance: float = 0.0,
+    contrast_embeds: Tensor | None = None, guidance: float = 0.0, degrade: soft.Degrade = soft.NONE,
 ) -> tuple[Tensor, dict[str, float]]:  # fmt: skip
     """Generator loss (DMD) plus the fake denoiser's flow-matching loss on the generator's blocks.
 
     `embeds`: the text encoder's output for the batch's captions (each DiT embeds it itself);
-    `contrast_embeds`: its output for their contrast captions, used when `guidance` > 0."""
+    `contrast_embeds`: its output for their contrast captions, used when `guidance` > 0; `degrade`:
+    a share of the rows see their context blurred and noised by all three DiTs (toy/degrade.py)."""
     teacher, fake = critics.nets["teacher"], critics.nets["fake"]
+    truth = b.chain[:, -1]
+    chain, far = degraded(b.chain, b.far, degrade, generator)  # no draw when the share is 0
+    b = replace(b, chain=chain, far=far)
     starts = b.chain_starts + FRAMES_PER_BLOCK * (b.layout.chain_blocks - 1)
     fake_text = fake.encode_text(embeds)
     exit_step = rng.randrange(len(schedule.timesteps))
     own = last_block_context(dit, b, b.text_kv, freqs)
-    x_hat = generate(dit, b.chain[:, -1], starts, b.text_kv, freqs, schedule, generator, exit_step, own)
+    x_hat = generate(dit, truth, starts, b.text_kv, freqs, schedule, generator, exit_step, own)
     fake_context = last_block_context(fake, b, fake_text, freqs)
     x_t, t, sigma, _ = noised(x_hat.detach(), schedule, generator)
     with torch.no_grad():
@@ -159,7 +164,7 @@ def dmd_loss(
         lambda x, steps: dit_call(fake, x, steps, fake_text, starts, freqs, fake_context)[0],
         clean, schedule, generator,
     )
-    truth_mse = (clean - b.chain[:, -1]).square().mean()
+    truth_mse = (clean - truth).square().mean()
     return generator_loss + fake_loss, {
         "dmd": generator_loss.item(), "fake_flow_mse": fake_loss.item(), "exit_step": float(exit_step),
         "x0_mse_to_truth": truth_mse.item(), "x0_std": clean.std().item(),

@@ -206,9 +206,12 @@ class Trainer:
             contrast = None
             if self.profile.dmd_guidance:
                 contrast = contrast_embeds(self.nets.t5, self.tokenizer, self.batch.captions, self.device)
-            dmd = dmd_loss if self.profile.dmd_teacher == "block" else clip_dmd_loss
             guided = (contrast, self.profile.dmd_guidance)
-            loss, parts = dmd(dit, self.critics, blocks, self.last_text[0], *draw, *guided)
+            if self.profile.dmd_teacher == "block":
+                degrade = self.profile.dmd_degrade
+                loss, parts = dmd_loss(dit, self.critics, blocks, self.last_text[0], *draw, *guided, degrade)
+            else:
+                loss, parts = clip_dmd_loss(dit, self.critics, blocks, self.last_text[0], *draw, *guided)
         elif stage == "clip":
             loss, parts = clip_flow_loss(self.clip.start(dit), blocks, self.last_text[0], *draw[:3])
         elif stage == "pan":
