@@ -93,3 +93,22 @@ def test_the_evaluation_with_fp8_linears(tmp_path: Path) -> None:
     assert set(rows) == set(REQUIRED)
     for theme in ("snow", "desert"):
         assert rows[theme]["recognised"] >= 0.95, rows[theme]
+
+
+def test_the_evaluation_draws_on_the_networks_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--device cuda` rendered nothing (session 11: host noise fed to a CUDA DiT); the block loop
+    must be given the device the networks were loaded on."""
+    from dysink_cli.toy import evaluate
+
+    seen: list[object] = []
+    real = evaluate.BlockGenerator
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        seen.append(kwargs.get("device"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "BlockGenerator", spy)
+    torch.set_num_threads(2)
+    nets = load_toy_networks("cpu", torch.float32)
+    frames, _ = evaluate.render_prompt(nets, "a snowy field", 1, seed=0)
+    assert seen == [next(nets[0].parameters()).device] and frames.shape[0] == 9

@@ -10,8 +10,8 @@ shipped), "toy-guided" the same with the dmd stage's real score guided by contra
 "toy-clip" trains the clip teacher (train_clip.py), then runs dmd on the generator's own three-block
 rollouts scored by it (measured from the shipped weights: every theme drawn as desert; not shipped).
 "micro-clip" is its test size. "toy-degrade" and "cpu-degrade" add the "degrade" stage (teacher forcing
-on context blurred and noised as a render's own blocks are, toy/degrade.py); "toy-degrade-dmd" also
-degrades the dmd stage's context.
+on context blurred and noised as a render's own blocks are, toy/degrade.py); "toy-degrade-dmd" and
+"cpu-degrade-dmd" also degrade the dmd stage's context.
 """
 
 from __future__ import annotations
@@ -157,6 +157,7 @@ PROFILES["toy-degrade"] = fine_tune("toy", "degrade", DEGRADE_MINUTES)
 # degrade, then dmd on the same soft context (its teacher the degraded-context model)
 PROFILES["toy-degrade-dmd"] = replace(PROFILES["toy-degrade"], dmd_degrade=SOFT_CONTEXT)
 PROFILES["cpu-degrade"] = fine_tune("cpu", "degrade", 4 * DEGRADE_MINUTES)
+PROFILES["cpu-degrade-dmd"] = replace(PROFILES["cpu-degrade"], dmd_degrade=SOFT_CONTEXT)
 PROFILES["cpu-rollout"] = fine_tune("cpu", "rollout", 4 * ROLLOUT_MINUTES)  # the laptop's 4x minutes
 PROFILES["toy-guided"] = replace(PROFILES["toy-rollout"], dmd_guidance=DMD_GUIDANCE)
 # dmd alone from exported weights on a laptop, guided and not (the control): 20 minutes each
