@@ -2,6 +2,8 @@
 
 `load_toy_networks(device, dtype)` reads the shipped fp16 file (one safetensors with `dit.`, `vae.`,
 `t5.`, `pe.` keys) strictly; `new_toy_networks()` builds them freshly initialised for training.
+The DiT's spatial patch is read from the file: TOY_DIT's 2 x 2 latent pixels (16-px tokens) or the
+1 x 1 of profile "toy-fine" (8-px tokens).
 TOY_VAE's latent_mean/latent_std are the trained VAE's measured per-channel statistics.
 """
 
@@ -103,6 +105,15 @@ def toy_state_dict(nets: ToyNetworks, dtype: torch.dtype = torch.float16) -> dic
     }
 
 
+def with_file_patch(configs: ToyConfigs, tensors: dict[str, Tensor]) -> ToyConfigs:
+    """`configs` with the DiT patch that the file's patch embedding (dim, C, pt, ph, pw) was trained with."""
+    weight = tensors.get("dit.patch_embedding.weight")
+    if weight is None or weight.dim() != 5 or tuple(weight.shape[2:]) == configs.dit.patch_size:
+        return configs
+    patch = (int(weight.shape[2]), int(weight.shape[3]), int(weight.shape[4]))
+    return replace(configs, dit=replace(configs.dit, patch_size=patch))
+
+
 def load_strict(module: nn.Module, tensors: dict[str, Tensor], prefix: str, path: Path) -> None:
     """load_state_dict(strict=True, assign=True) of `prefix.*` keys; WeightsError on any mismatch."""
     own = {k[len(prefix) + 1 :]: t for k, t in tensors.items() if k.startswith(prefix + ".")}
@@ -130,6 +141,7 @@ def load_toy_networks(
             "train and export them: python -m dysink_cli.toy.train --out DIR, then --export",
         )
     tensors = load_file(str(path))
+    configs = with_file_patch(configs, tensors)
     with torch.device("meta"):
         nets = ToyNetworks(
             WanDiT(configs.dit), WanVAE(configs.vae), UMT5Encoder(configs.t5), PECoreVision(configs.pe)

@@ -11,7 +11,8 @@ shipped), "toy-guided" the same with the dmd stage's real score guided by contra
 rollouts scored by it (measured from the shipped weights: every theme drawn as desert; not shipped).
 "micro-clip" is its test size. "toy-degrade" and "cpu-degrade" add the "degrade" stage (teacher forcing
 on context blurred and noised as a render's own blocks are, toy/degrade.py); "toy-degrade-dmd" and
-"cpu-degrade-dmd" also degrade the dmd stage's context.
+"cpu-degrade-dmd" also degrade the dmd stage's context. "toy-fine" is "toy" with 8-px DiT tokens
+(patch 1 x 1 latent pixels, 4x the tokens; retrained with `--from-weights W --new-dit`).
 """
 
 from __future__ import annotations
@@ -151,6 +152,9 @@ def fine_tune(base: str, stage: str, minutes: float) -> Profile:
 
 
 PROFILES["toy-camera"] = fine_tune("toy", "camera", CAMERA_MINUTES)
+# 8-px DiT tokens (a 1 x 1 latent patch): a pan at 2 px/frame moves one token per latent frame
+FINE_TOKENS = replace(TOY, dit=replace(TOY.dit, patch_size=(1, 1, 1)))
+PROFILES["toy-fine"] = replace(PROFILES["toy"], configs=FINE_TOKENS)
 PROFILES["toy-pan"] = fine_tune("toy", "pan", PAN_MINUTES)
 PROFILES["toy-rollout"] = fine_tune("toy", "rollout", ROLLOUT_MINUTES)
 PROFILES["toy-degrade"] = fine_tune("toy", "degrade", DEGRADE_MINUTES)

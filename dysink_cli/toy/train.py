@@ -2,8 +2,9 @@
 
 Runs the stages (profiles.STAGES) on data drawn from the toy world, checkpointing into --out; a
 later run resumes from --resume (or from --out itself). `--from-weights FILE` starts instead from
-shipped fp16 weights at the "camera" stage. `--export` writes the shipped fp16 weights
-(toy/weights/toy.safetensors) and RECORD.md from a finished checkpoint.
+shipped fp16 weights at the "camera" stage; with `--new-dit`, from its VAE, PE-Core and umT5 alone
+at the "dit" stage (a DiT of the profile's config trained anew, e.g. "toy-fine"). `--export` writes
+the shipped fp16 weights (toy/weights/toy.safetensors) and RECORD.md from a finished checkpoint.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dysink_cli.toy.trainer import Trainer
 
 MAX_EXPORT_BYTES = 16_000_000
 FIRST_FINE_TUNED = "camera"  # --from-weights: the stages before it made the shipped weights
+FIRST_DIT_STAGE = "dit"  # --from-weights --new-dit: the stages before it made the VAE, PE and umT5
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--minutes", type=float, default=8.5, help="stop (with a checkpoint) after this")
     parser.add_argument("--resume", type=Path, help="checkpoint folder to continue from (default: --out)")
     parser.add_argument("--from-weights", type=Path, help="exported fp16 weights to start from (at camera)")
+    parser.add_argument("--new-dit", action="store_true", help="--from-weights keeps all but the DiT")
     parser.add_argument("--stage", choices=STAGES, help="train only this stage (when it is the next one)")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="toy")
     parser.add_argument("--budget-minutes", type=float, help="scale the stages' minute budgets to this sum")
@@ -64,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         profile = dataclasses.replace(profile, budgets=scaled)
     trainer = Trainer(profile, args.out, device, args.seed)
     source = args.resume or args.out
+    if args.new_dit and not args.from_weights:
+        raise ConfigError("--new-dit keeps the other networks of --from-weights", "add --from-weights FILE")
     if args.from_weights:
         check_fresh_start(args.out, args.resume)
-        start_from_weights(trainer, args.from_weights)
+        start_from_weights(trainer, args.from_weights, new_dit=args.new_dit)
         trainer.save()
         log(f"started from {args.from_weights}: next stage {trainer.stage()}")
     elif ckpt.has_checkpoint(source):
@@ -102,24 +107,28 @@ def check_fresh_start(out: Path, resume: Path | None) -> None:
         )
 
 
-def start_from_weights(trainer: Trainer, path: Path) -> None:
+def start_from_weights(trainer: Trainer, path: Path, new_dit: bool = False) -> None:
     """The four networks from an exported fp16 file (strictly, in float32), the latent statistics of
     the profile's VAE config (toy: models.TOY_LATENT_MEAN/STD), a fresh probe, and every stage before
-    FIRST_FINE_TUNED counted as spent; the file's name, sha256 and RECORD.md runs go to trainer.runs."""
+    FIRST_FINE_TUNED counted as spent; the file's name, sha256 and RECORD.md runs go to trainer.runs.
+    `new_dit`: the DiT stays the profile's fresh one, and the stages before FIRST_DIT_STAGE are spent."""
     if not path.is_file():
         raise ConfigError(f"--from-weights {path} is not a file", "pass an exported toy.safetensors")
     tensors = load_file(str(path))
     for prefix, module in trainer.nets.modules().items():
-        load_strict(module, tensors, prefix, path)
+        if not (new_dit and prefix == "dit"):
+            load_strict(module, tensors, prefix, path)
         module.to(trainer.device)
     cfg = trainer.profile.configs.vae
     trainer.set_latent_stats(list(cfg.latent_mean), list(cfg.latent_std))
-    for stage in STAGES[: STAGES.index(FIRST_FINE_TUNED)]:
+    first = FIRST_DIT_STAGE if new_dit else FIRST_FINE_TUNED
+    for stage in STAGES[: STAGES.index(first)]:
         minutes, steps = trainer.profile.budgets[stage]
         trainer.counters.seconds[stage], trainer.counters.steps[stage] = 60.0 * minutes, steps
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     earlier = recorded_runs(path.parent / "RECORD.md")
-    trainer.runs.append({"from_weights": path.name, "sha256": digest, "earlier_runs": earlier})
+    run = {"from_weights": path.name, "sha256": digest, "earlier_runs": earlier, "first": first}
+    trainer.runs.append(run)
 
 
 def recorded_runs(record_file: Path) -> list[str]:
@@ -190,7 +199,9 @@ def record(trainer: Trainer, path: Path, size: int) -> str:
         if "from_weights" in run:
             lines.append(
                 f"- started from `{run['from_weights']}` (sha256 {run['sha256']}...; the stages before "
-                f"{FIRST_FINE_TUNED} counted as done); the runs its RECORD.md listed:"
+                f"{run.get('first', FIRST_FINE_TUNED)} counted as done"
+                f"{', the DiT new' if run.get('first') == FIRST_DIT_STAGE else ''}); "
+                "the runs its RECORD.md listed:"
             )
             lines += [f"  {line}" for line in run["earlier_runs"]] or ["  - (none)"]
             continue
