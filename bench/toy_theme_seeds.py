@@ -37,9 +37,10 @@ def main() -> None:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 row = theme_row(nets, classifier, theme, REQUIRED[theme], args.seconds, seed)
                 shares.append(row["recognised"])
-                keep = ("caption", "recognised", "predicted", "speed_along_command")
-                print(json.dumps({"weights": weights.name, "seed": seed, **{k: row[k] for k in keep}}), flush=True)
-            print(f"{weights.name} {theme}: mean {sum(shares) / len(shares):.3f} over {len(shares)}", flush=True)
+                kept = {k: row[k] for k in ("caption", "recognised", "predicted", "speed_along_command")}
+                print(json.dumps({"weights": weights.name, "seed": seed, **kept}), flush=True)
+            mean = sum(shares) / len(shares)
+            print(f"{weights.name} {theme}: mean {mean:.3f} over {len(shares)}", flush=True)
 
 
 if __name__ == "__main__":
