@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -53,18 +54,24 @@ def test_draw_leaves_the_share_it_does_not_choose_sharp() -> None:
     assert torch.equal(soft.draw(8, soft.NONE, gen)[0], torch.zeros(8))
 
 
+def _context_spy(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> list[torch.Tensor]:
+    """The chains `module`'s context_kv is called with, from now on (the call itself unchanged)."""
+    seen: list[torch.Tensor] = []
+    real_context_kv = module.context_kv
+
+    def spy(net, blocks, freqs, chain, far):  # noqa: ANN001, ANN202
+        seen.append(chain)
+        return real_context_kv(net, blocks, freqs, chain, far)
+
+    monkeypatch.setattr(module, "context_kv", spy)
+    return seen
+
+
 def test_teacher_forcing_degrades_the_context_and_not_the_target(monkeypatch: pytest.MonkeyPatch) -> None:
     dit = new_toy_networks(MICRO.configs, seed=1).dit
     torch.nn.init.normal_(dit.head.head.weight, std=0.1)
     blocks = _blocks(dit, 3)
-    seen: list[torch.Tensor] = []
-    real_context_kv = train_dit.context_kv
-
-    def spy(dit, b, freqs, chain, far):  # noqa: ANN001, ANN202
-        seen.append(chain)
-        return real_context_kv(dit, b, freqs, chain, far)
-
-    monkeypatch.setattr(train_dit, "context_kv", spy)
+    seen = _context_spy(monkeypatch, train_dit)
     freqs, schedule = wan_frequencies(dit.cfg.head_dim), train_dit.Schedule.shipped()
     losses = []
     for spec in (soft.NONE, soft.Degrade(share=1.0, blur_px=(1.5, 1.5), noise_max=0.0)):
@@ -97,14 +104,7 @@ def test_dmd_sees_the_degraded_context_in_all_three_dits(monkeypatch: pytest.Mon
     critics = train_dmd.DmdCritics()
     critics.start(dit)
     b, embeds = dmd_blocks(dit, Layout(3, 2, "sink", 1, False))
-    seen: list[torch.Tensor] = []
-    real_context_kv = train_dmd.context_kv
-
-    def spy(net, blocks, freqs, chain, far):  # noqa: ANN001, ANN202
-        seen.append(chain)
-        return real_context_kv(net, blocks, freqs, chain, far)
-
-    monkeypatch.setattr(train_dmd, "context_kv", spy)
+    seen = _context_spy(monkeypatch, train_dmd)
     freqs, schedule = wan_frequencies(dit.cfg.head_dim), train_dit.Schedule.shipped()
     specs = {
         "none": soft.NONE, "zero share": soft.Degrade(share=0.0, noise_max=1.0),
