@@ -1,0 +1,62 @@
+"""CPU trial of 8-px DiT tokens (issue 13, session 11): does a pan survive the toy's own blocks when
+a latent frame of the pan moves the view by one whole token?
+
+At 2 px/frame the pan moves 8 px per latent frame: half a 16-px token of the shipped DiT (patch
+2 x 2 latent pixels), one token of a DiT with a 1 x 1 patch (profiles.FINE_TOKENS). Training that
+DiT from scratch is a GPU job (`--from-weights W --new-dit --profile toy-fine`); on the CPU this
+warm-starts it from the shipped DiT instead (`fine_dit_state`: every block as shipped; the 1 x 1
+patch embedding is the sum of the 2 x 2 kernel, which embeds a flat patch as before; the head's
+output is the mean of its four sub-pixel outputs), writes that as toy weights, and runs the
+"degrade" stage of profile "cpu-degrade" on it for `--steps` steps: the same stage, steps and batch
+as session 10's trial with the shipped tokens (block 4 after one own block: 0 of 24 within 20 %).
+  python bench/toy_fine_trial.py --out /tmp/fine --steps 208
+  python bench/toy_motion_probe.py --rollout 4 --weights /tmp/fine/fine-degrade.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from dysink_cli.toy.models import WEIGHTS_PATH
+from dysink_cli.toy.profiles import FINE_TOKENS, PROFILES
+from dysink_cli.toy.train import export, start_from_weights
+from dysink_cli.toy.trainer import Trainer
+
+
+def fine_dit_state(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Shipped toy tensors with the DiT's patch embedding and head made 1 x 1 (see the docstring)."""
+    out = dict(tensors)
+    weight = tensors["dit.patch_embedding.weight"]  # (dim, C, 1, 2, 2)
+    out["dit.patch_embedding.weight"] = weight.float().sum(dim=(3, 4), keepdim=True).to(weight.dtype)
+    channels = FINE_TOKENS.dit.out_dim
+    for key in ("dit.head.head.weight", "dit.head.head.bias"):
+        t = tensors[key]  # (4 * C, ...) with the channel fastest inside a patch (WanDiT.unpatchify)
+        out[key] = t.float().reshape(-1, channels, *t.shape[1:]).mean(0).to(t.dtype)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--steps", type=int, default=208)
+    parser.add_argument("--minutes", type=float, default=60.0)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = args.out / "fine-start.safetensors"
+    save_file(fine_dit_state(load_file(str(WEIGHTS_PATH))), str(start), metadata={"format": "pt"})
+    profile = replace(PROFILES["cpu-degrade"], configs=FINE_TOKENS)
+    trainer = Trainer(profile, args.out / "ckpt", torch.device("cpu"), seed=0)
+    start_from_weights(trainer, start)
+    trainer.run(args.minutes, "degrade", lambda line: print(line, flush=True), max_steps=args.steps)
+    export(trainer, args.out / "fine-degrade.safetensors", shipped=False, allow_incomplete=True)
+
+
+if __name__ == "__main__":
+    main()
