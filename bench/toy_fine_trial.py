@@ -10,6 +10,7 @@ output is the mean of its four sub-pixel outputs), writes that as toy weights, a
 "degrade" stage of profile "cpu-degrade" on it for `--steps` steps: the same stage, steps and batch
 as session 10's trial with the shipped tokens (block 4 after one own block: 0 of 24 within 20 %).
   python bench/toy_fine_trial.py --out /tmp/fine --steps 208
+  python bench/toy_fine_trial.py --out /tmp/fine --stage-minutes 40   # continues its checkpoint
   python bench/toy_motion_probe.py --rollout 4 --weights /tmp/fine/fine-degrade.safetensors
 """
 
@@ -23,8 +24,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from dysink_cli.toy.checkpoint import has_checkpoint
 from dysink_cli.toy.models import WEIGHTS_PATH
-from dysink_cli.toy.profiles import FINE_TOKENS, PROFILES
+from dysink_cli.toy.profiles import DEGRADE_MINUTES, FINE_TOKENS, fine_tune
 from dysink_cli.toy.train import export, start_from_weights
 from dysink_cli.toy.trainer import Trainer
 
@@ -46,14 +48,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=208)
     parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--stage-minutes", type=float, default=4 * DEGRADE_MINUTES, help="the stage's budget")
     args = parser.parse_args()
     torch.set_num_threads(2)
     args.out.mkdir(parents=True, exist_ok=True)
-    start = args.out / "fine-start.safetensors"
-    save_file(fine_dit_state(load_file(str(WEIGHTS_PATH))), str(start), metadata={"format": "pt"})
-    profile = replace(PROFILES["cpu-degrade"], configs=FINE_TOKENS)
+    profile = replace(fine_tune("cpu", "degrade", args.stage_minutes), configs=FINE_TOKENS)
     trainer = Trainer(profile, args.out / "ckpt", torch.device("cpu"), seed=0)
-    start_from_weights(trainer, start)
+    if has_checkpoint(args.out / "ckpt"):
+        trainer.load(args.out / "ckpt", keep_budgets=True)
+    else:
+        start = args.out / "fine-start.safetensors"
+        save_file(fine_dit_state(load_file(str(WEIGHTS_PATH))), str(start), metadata={"format": "pt"})
+        start_from_weights(trainer, start)
     trainer.run(args.minutes, "degrade", lambda line: print(line, flush=True), max_steps=args.steps)
     export(trainer, args.out / "fine-degrade.safetensors", shipped=False, allow_incomplete=True)
 
