@@ -7,8 +7,9 @@ DiT from scratch is a GPU job (`--from-weights W --new-dit --profile toy-fine`);
 warm-starts it from the shipped DiT instead (`fine_dit_state`: every block as shipped; the 1 x 1
 patch embedding is the sum of the 2 x 2 kernel, which embeds a flat patch as before; the head's
 output is the mean of its four sub-pixel outputs), writes that as toy weights, and runs the
-"degrade" stage of profile "cpu-degrade" on it for `--steps` steps: the same stage, steps and batch
-as session 10's trial with the shipped tokens (block 4 after one own block: 0 of 24 within 20 %).
+"degrade" stage of profile "cpu-degrade" on it for `--steps` steps or the stage's budget, whichever
+ends first (20 CPU minutes, as session 10's trial with the shipped tokens: block 4 after one own
+block, 0 of 24 within 20 %).
   python bench/toy_fine_trial.py --out /tmp/fine --steps 208
   python bench/toy_fine_trial.py --out /tmp/fine --stage-minutes 40   # continues its checkpoint
   python bench/toy_motion_probe.py --rollout 4 --weights /tmp/fine/fine-degrade.safetensors

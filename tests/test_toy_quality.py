@@ -19,6 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dysink_cli.toy import evaluate
 from dysink_cli.toy.adherence import ThemeClassifier, camera_velocity, edge_sharpness
 from dysink_cli.toy.evaluate import REQUIRED, blocks_for, ground_truth, main, theme_row
 from dysink_cli.toy.models import load_toy_networks
@@ -98,8 +99,6 @@ def test_the_evaluation_with_fp8_linears(tmp_path: Path) -> None:
 def test_the_evaluation_draws_on_the_networks_device(monkeypatch: pytest.MonkeyPatch) -> None:
     """`--device cuda` rendered nothing (session 11: host noise fed to a CUDA DiT); the block loop
     must be given the device the networks were loaded on."""
-    from dysink_cli.toy import evaluate
-
     seen: list[object] = []
     real = evaluate.BlockGenerator
 

@@ -58,7 +58,7 @@ def render_prompt(nets, prompt: str, blocks: int, seed: int) -> tuple[Tensor, di
     device = next(dit.parameters()).device
     text_kv = dit.encode_text(t5.encode(ids.to(device), mask.to(device)))
     spec = loop_spec(resolve_config("toy"))  # the toy preset's DySink release settings
-    gen = BlockGenerator(dit, spec, SeededNoise(seed), LATENT_HW, device=device)  # noise drawn on the host
+    gen = BlockGenerator(dit, spec, SeededNoise(seed), LATENT_HW, device=device)
     gen.set_prompt(text_kv)
     state, frames, gated, retrieved = vae.decoder_state(), [], 0, 0
     for _ in range(blocks):
