@@ -55,6 +55,8 @@ def log(line: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.new_dit and not args.from_weights:
+        raise ConfigError("--new-dit keeps the other networks of --from-weights", "add --from-weights FILE")
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -67,8 +69,6 @@ def main(argv: list[str] | None = None) -> int:
         profile = dataclasses.replace(profile, budgets=scaled)
     trainer = Trainer(profile, args.out, device, args.seed)
     source = args.resume or args.out
-    if args.new_dit and not args.from_weights:
-        raise ConfigError("--new-dit keeps the other networks of --from-weights", "add --from-weights FILE")
     if args.from_weights:
         check_fresh_start(args.out, args.resume)
         start_from_weights(trainer, args.from_weights, new_dit=args.new_dit)
