@@ -27,7 +27,10 @@ def test_toy_fine_is_the_toy_with_one_latent_pixel_per_token() -> None:
     assert fine.configs.dit.patch_size == (1, 1, 1) and toy.configs.dit.patch_size == (1, 2, 2)
     assert replace(fine.configs.dit, patch_size=(1, 2, 2)) == toy.configs.dit
     assert (fine.configs.vae, fine.configs.t5, fine.configs.pe) == (TOY.vae, TOY.t5, TOY.pe)
-    assert fine.budgets == toy.budgets
+    assert {k: v for k, v in fine.budgets.items() if k not in ("dit", "sf")} == {
+        k: v for k, v in toy.budgets.items() if k not in ("dit", "sf")
+    }
+    assert fine.budgets["dit"][0] + fine.budgets["sf"][0] <= 12.5  # with text and dmd: two calls
 
 
 def test_new_dit_keeps_the_other_networks_trains_from_dit_and_loads_back(tmp_path: Path) -> None:

@@ -154,7 +154,10 @@ def fine_tune(base: str, stage: str, minutes: float) -> Profile:
 PROFILES["toy-camera"] = fine_tune("toy", "camera", CAMERA_MINUTES)
 # 8-px DiT tokens (a 1 x 1 latent patch): a pan at 2 px/frame moves one token per latent frame
 FINE_TOKENS = replace(TOY, dit=replace(TOY.dit, patch_size=(1, 1, 1)))
-PROFILES["toy-fine"] = replace(PROFILES["toy"], configs=FINE_TOKENS)
+FINE_DIT_MINUTES = {"dit": (9.0, 0), "sf": (3.5, 0)}  # 4x the tokens: two device calls of < 10 minutes
+PROFILES["toy-fine"] = replace(
+    PROFILES["toy"], configs=FINE_TOKENS, budgets={**PROFILES["toy"].budgets, **FINE_DIT_MINUTES}
+)
 PROFILES["toy-pan"] = fine_tune("toy", "pan", PAN_MINUTES)
 PROFILES["toy-rollout"] = fine_tune("toy", "rollout", ROLLOUT_MINUTES)
 PROFILES["toy-degrade"] = fine_tune("toy", "degrade", DEGRADE_MINUTES)
