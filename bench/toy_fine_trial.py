@@ -13,6 +13,8 @@ block, 0 of 24 within 20 %).
   python bench/toy_fine_trial.py --out /tmp/fine --steps 208
   python bench/toy_fine_trial.py --out /tmp/fine --stage-minutes 40   # continues its checkpoint
   python bench/toy_motion_probe.py --rollout 4 --weights /tmp/fine/fine-degrade.safetensors
+On a GPU, `--write-start F` writes the warm-start weights alone, for `python -m dysink_cli.toy.train
+--from-weights F --profile toy-fine-degrade` (degrade, then dmd on degraded context, at batch 128).
 """
 
 from __future__ import annotations
@@ -44,13 +46,25 @@ def fine_dit_state(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def write_start(path: Path) -> Path:
+    """The shipped toy weights with the DiT made 1 x 1 (fine_dit_state), written to `path`."""
+    save_file(fine_dit_state(load_file(str(WEIGHTS_PATH))), str(path), metadata={"format": "pt"})
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
     parser.add_argument("--steps", type=int, default=208)
     parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--write-start", type=Path, help="only write the warm-start weights to this file")
     parser.add_argument("--stage-minutes", type=float, default=4 * DEGRADE_MINUTES, help="the stage's budget")
     args = parser.parse_args()
+    if args.write_start:
+        write_start(args.write_start)
+        return
+    if args.out is None:
+        parser.error("--out is required unless --write-start")
     torch.set_num_threads(2)
     args.out.mkdir(parents=True, exist_ok=True)
     profile = replace(fine_tune("cpu", "degrade", args.stage_minutes), configs=FINE_TOKENS)
@@ -58,8 +72,7 @@ def main() -> None:
     if has_checkpoint(args.out / "ckpt"):
         trainer.load(args.out / "ckpt", keep_budgets=True)
     else:
-        start = args.out / "fine-start.safetensors"
-        save_file(fine_dit_state(load_file(str(WEIGHTS_PATH))), str(start), metadata={"format": "pt"})
+        start = write_start(args.out / "fine-start.safetensors")
         start_from_weights(trainer, start)
     trainer.run(args.minutes, "degrade", lambda line: print(line, flush=True), max_steps=args.steps)
     export(trainer, args.out / "fine-degrade.safetensors", shipped=False, allow_incomplete=True)

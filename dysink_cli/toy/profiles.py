@@ -163,6 +163,8 @@ PROFILES["toy-rollout"] = fine_tune("toy", "rollout", ROLLOUT_MINUTES)
 PROFILES["toy-degrade"] = fine_tune("toy", "degrade", DEGRADE_MINUTES)
 # degrade, then dmd on the same soft context (its teacher the degraded-context model)
 PROFILES["toy-degrade-dmd"] = replace(PROFILES["toy-degrade"], dmd_degrade=SOFT_CONTEXT)
+# the same on a DiT with 8-px tokens warm-started from the shipped one (bench/toy_fine_trial.py --write-start)
+PROFILES["toy-fine-degrade"] = replace(PROFILES["toy-degrade-dmd"], configs=FINE_TOKENS)
 PROFILES["cpu-degrade"] = fine_tune("cpu", "degrade", 4 * DEGRADE_MINUTES)
 PROFILES["cpu-degrade-dmd"] = replace(PROFILES["cpu-degrade"], dmd_degrade=SOFT_CONTEXT)
 PROFILES["cpu-rollout"] = fine_tune("cpu", "rollout", 4 * ROLLOUT_MINUTES)  # the laptop's 4x minutes
