@@ -15,7 +15,7 @@ mkdir -p "$out/degrade" "$out/dmd"
 nvidia-smi --query-gpu=name --format=csv,noheader
 if [ -n "${DECODER_MINUTES:-}" ]; then
     python3 bench/toy_decoder_trial.py --out "$out/decoder.safetensors" --minutes "$DECODER_MINUTES" \
-        --batch 12 4 3 --device cuda > "$out/decoder.log" 2>&1 &
+        --batch 12 4 3 --lr 1e-4 --device cuda > "$out/decoder.log" 2>&1 &
 fi
 python3 bench/toy_fine_trial.py --write-start /tmp/fine-start.safetensors
 train="python3 -m dysink_cli.toy.train --out /tmp/ck --profile toy-fine-degrade"
