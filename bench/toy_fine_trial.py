@@ -20,6 +20,7 @@ On a GPU, `--write-start F` writes the warm-start weights alone, for `python -m 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,11 +28,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from dysink_cli.toy.checkpoint import has_checkpoint
-from dysink_cli.toy.models import WEIGHTS_PATH
-from dysink_cli.toy.profiles import DEGRADE_MINUTES, FINE_TOKENS, fine_tune
-from dysink_cli.toy.train import export, start_from_weights
-from dysink_cli.toy.trainer import Trainer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from any directory
+
+from dysink_cli.toy.checkpoint import has_checkpoint  # noqa: E402
+from dysink_cli.toy.models import WEIGHTS_PATH  # noqa: E402
+from dysink_cli.toy.profiles import DEGRADE_MINUTES, FINE_TOKENS, fine_tune  # noqa: E402
+from dysink_cli.toy.train import export, start_from_weights  # noqa: E402
+from dysink_cli.toy.trainer import Trainer  # noqa: E402
 
 
 def fine_dit_state(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
