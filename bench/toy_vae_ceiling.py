@@ -12,7 +12,6 @@ the round trip's figures, so they bound what any DiT training can reach with thi
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from pathlib import Path
 
@@ -21,10 +20,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dysink_cli.toy.adherence import ThemeClassifier, camera_velocity, edge_sharpness, speed_along  # noqa: E402
-from dysink_cli.toy.data import random_start  # noqa: E402
-from dysink_cli.toy.evaluate import REQUIRED  # noqa: E402
+from dysink_cli.toy.evaluate import REQUIRED, ground_truth  # noqa: E402
 from dysink_cli.toy.models import WEIGHTS_PATH, load_toy_networks  # noqa: E402
-from dysink_cli.toy.world import World, camera_path  # noqa: E402
 
 
 def scores(classifier: ThemeClassifier, frames: torch.Tensor, theme: str, motion: str) -> str:
@@ -46,8 +43,7 @@ def main() -> None:
     print(f"{'theme':10s} {'seed':>4s} | truth: recognised speed sharpness | VAE round trip: the same")
     for theme, motion in REQUIRED.items():
         for seed in range(args.seeds):
-            path = camera_path(random_start(random.Random(seed)), [(motion, args.frames)])
-            truth = World(theme, seed).render(path, 128, 96)  # (T, 3, 96, 128) in [0, 1]
+            truth = ground_truth(theme, motion, args.frames, seed)  # (T, 3, 96, 128) in [0, 1]
             video = (truth * 2 - 1).permute(1, 0, 2, 3)[None]
             trip = (vae.decode(vae.encode(video))[0].float() + 1) / 2  # (T, 3, 96, 128)
             exact, decoded = scores(classifier, truth, theme, motion), scores(classifier, trip, theme, motion)
