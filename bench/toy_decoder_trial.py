@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--batch", type=int, nargs=3, default=(2, 2, 3), help="worlds, clips each, latents")
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--warmup", type=int, default=0, help="steps of a linear warm-up to --lr")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -45,6 +46,8 @@ def main() -> None:
     rng, gen = random.Random(0), torch.Generator().manual_seed(0)
     start, step = time.monotonic(), 0
     while time.monotonic() - start < 60 * args.minutes:
+        for group in opt.param_groups:
+            group["lr"] = args.lr * min(1.0, (step + 1) / max(1, args.warmup))
         parts = vae_step(vae, opt, rng, gen, tuple(args.batch), device, (128, 96))
         step += 1
         if step % 10 == 0:

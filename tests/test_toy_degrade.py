@@ -4,6 +4,7 @@ as a render's own blocks are (toy/degrade.py)."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -13,6 +14,7 @@ import torch
 from dysink_cli.model.rope import wan_frequencies
 from dysink_cli.toy import degrade as soft
 from dysink_cli.toy import train_dit, train_dmd
+from dysink_cli.toy import trainer as trainer_module
 from dysink_cli.toy.data import Layout
 from dysink_cli.toy.models import new_toy_networks
 from dysink_cli.toy.profiles import PROFILES, STAGES
@@ -127,3 +129,26 @@ def test_dmd_sees_the_degraded_context_in_all_three_dits(monkeypatch: pytest.Mon
     assert not torch.equal(losses["soft"], losses["none"])
     assert PROFILES["toy-degrade-dmd"].dmd_degrade.share > 0
     assert PROFILES["toy-degrade"].dmd_degrade.share == PROFILES["toy"].dmd_degrade.share == 0
+
+
+def test_the_dit_stage_degrades_its_context_as_the_profile_says(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """"toy-fine-flow" teaches the flow model soft context from its "dit" stage on; "toy" does not."""
+    specs: list[soft.Degrade] = []
+    real = trainer_module.teacher_forcing_loss
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        specs.append(args[-1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "teacher_forcing_loss", spy)
+    half = soft.Degrade(share=0.5)
+    for profile in (MICRO, replace(MICRO, dit_degrade=half)):
+        Trainer(profile, tmp_path / str(len(specs)), torch.device("cpu"), seed=5).step("dit")
+    assert specs == [soft.NONE, half]
+    flow, plain = PROFILES["toy-fine-flow"], PROFILES["toy-fine-flow-plain"]
+    assert flow.dit_degrade.share > 0 and PROFILES["toy"].dit_degrade.share == 0
+    assert flow.budgets["sf"] == (0, 0) and flow.budgets["dit"][0] <= 9.5  # one call of < 10 minutes
+    assert flow.dmd_guidance > 0 and flow.dmd_degrade.share > 0
+    assert replace(flow, dmd_guidance=0.0) == plain  # the control arm differs in the guidance alone

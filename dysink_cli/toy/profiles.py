@@ -12,7 +12,8 @@ rollouts scored by it (measured from the shipped weights: every theme drawn as d
 "micro-clip" is its test size. "toy-degrade" and "cpu-degrade" add the "degrade" stage (teacher forcing
 on context blurred and noised as a render's own blocks are, toy/degrade.py); "toy-degrade-dmd" and
 "cpu-degrade-dmd" also degrade the dmd stage's context. "toy-fine" is "toy" with 8-px DiT tokens
-(patch 1 x 1 latent pixels, 4x the tokens; retrained with `--from-weights W --new-dit`).
+(patch 1 x 1 latent pixels, 4x the tokens; retrained with `--from-weights W --new-dit`);
+"toy-fine-flow" retrains it so with soft context from the "dit" stage on, no "sf", and a guided dmd.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ CLIP_MINUTES = 3.5  # "clip": the clip teacher (train_clip.py), fine-tuned from 
 CLIP_DMD_MINUTES = 4.0  # "toy-clip"'s dmd stage: rollouts of three blocks cost ~3x a block's step
 CLIP_GUIDANCE = 1.5  # "toy-clip": contrast guidance of the clip teacher (the motion words' weight)
 DMD_GUIDANCE = 3.0  # "toy-guided": Self-Forcing's real-score guidance scale (there CFG, here by contrast)
+FLOW_DIT_MINUTES = 9.0  # "toy-fine-flow": the flow model's minutes, one device call
+FLOW_GUIDANCE = 1.5  # "toy-fine-flow": contrast guidance of dmd's real score, the flow teacher's
+HALF_SOFT = Degrade(share=0.5)  # "toy-fine-flow"'s "dit" stage: half the rows see soft context
 DMD_MINUTES = 2.0  # the "dmd" stage: distribution matching of the 4-step sampler (toy/train_dmd.py)
 WORDS_STEPS = 2500  # the "words" stage: ~900 steps to learn the theme words, then a margin
 
@@ -68,6 +72,7 @@ class Profile:
     dmd_guidance: float = 0.0  # "dmd": contrast guidance of the real score (train_dmd; 0 = none)
     dmd_teacher: str = "block"  # "dmd": the DiT scores a block ("block") or the clip teacher a rollout
     dmd_degrade: Degrade = NONE  # "dmd" (block teacher): the context of a share of rows blurred and noised
+    dit_degrade: Degrade = NONE  # "dit" (teacher forcing): likewise, so the flow teacher reads soft context
     text_encoder_lr_scale: float = 10.0  # "text" stage: umT5 and the probe learn words from bytes slowly
     text_reuse: int = 4  # its steps per drawn batch (openings are cheap to train, dear to draw)
     autocast: bool = True  # bf16 autocast on CUDA (weights and optimiser stay float32)
@@ -165,6 +170,17 @@ PROFILES["toy-degrade"] = fine_tune("toy", "degrade", DEGRADE_MINUTES)
 PROFILES["toy-degrade-dmd"] = replace(PROFILES["toy-degrade"], dmd_degrade=SOFT_CONTEXT)
 # the same on a DiT with 8-px tokens warm-started from the shipped one (bench/toy_fine_trial.py --write-start)
 PROFILES["toy-fine-degrade"] = replace(PROFILES["toy-degrade-dmd"], configs=FINE_TOKENS)
+# 8-px tokens trained anew with soft context from the start: "dit" degrades half the rows' context,
+# no "sf" (dmd's teacher stays the flow model), then "text" and dmd on soft context, guided by
+# contrast captions; "toy-fine-flow-plain" is the same unguided (the control arm of one device run)
+PROFILES["toy-fine-flow"] = replace(
+    PROFILES["toy-fine"],
+    budgets={
+        **PROFILES["toy-fine"].budgets, "dit": (FLOW_DIT_MINUTES, 0), "sf": (0, 0), "text": (3.0, TEXT_STEPS)
+    },
+    dit_degrade=HALF_SOFT, dmd_degrade=SOFT_CONTEXT, dmd_guidance=FLOW_GUIDANCE,
+)  # fmt: skip
+PROFILES["toy-fine-flow-plain"] = replace(PROFILES["toy-fine-flow"], dmd_guidance=0.0)
 PROFILES["cpu-degrade"] = fine_tune("cpu", "degrade", 4 * DEGRADE_MINUTES)
 PROFILES["cpu-degrade-dmd"] = replace(PROFILES["cpu-degrade"], dmd_degrade=SOFT_CONTEXT)
 PROFILES["cpu-rollout"] = fine_tune("cpu", "rollout", 4 * ROLLOUT_MINUTES)  # the laptop's 4x minutes

@@ -220,7 +220,8 @@ class Trainer:
             steps = ROLLOUT_STEPS if stage == "rollout" else SF_STEPS
             loss, parts = own_chain_loss(dit, blocks, *draw, steps)
         else:  # "camera": its context blocks move otherwise than the prompt; "degrade": soft context
-            last, degrade = stage == "camera", SOFT_CONTEXT if stage == "degrade" else NONE
+            last = stage == "camera"
+            degrade = {"degrade": SOFT_CONTEXT, "dit": self.profile.dit_degrade}.get(stage, NONE)
             loss, parts = teacher_forcing_loss(dit, blocks, *draw[:3], last, degrade)
         if stage not in ("dmd", "clip"):  # the probe keeps the encoder's words ("words"); these freeze it
             probe_loss, accuracy = self.probe.loss(*self.last_text, self.batch.captions)
