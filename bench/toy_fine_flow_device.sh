@@ -8,6 +8,7 @@
 #                                  # exported), then the guided dmd, exported
 #   DYSINK_COMMIT=<hash> bash bench/toy_fine_flow_device.sh plain    # call 3: the unguided dmd from the
 #                                  # same flow model (the control), then a decoder-only trial (3 min)
+#   DYSINK_COMMIT=<hash> bash bench/toy_fine_flow_device.sh all      # or all in one call, shorter
 # Writes under $OUT one folder per phase: train.log, the exported weights and RECORD.md. Scored after,
 # on the CPU: bench/toy_motion_probe.py --rollout 4, python -m dysink_cli.toy.evaluate,
 # bench/toy_theme_seeds.py.
@@ -42,8 +43,18 @@ plain)
     python3 bench/toy_decoder_trial.py --out "$out/plain/decoder/toy-decoder.safetensors" --minutes 3 \
         --batch 12 4 3 --lr 5e-5 --warmup 50 --device cuda 2>&1 | tee "$out/plain/decoder.log" | tail -3
     ;;
+all)  # one call, profile "toy-fine-flow-short": dit 5, text 1.5 (exported), guided dmd 2 (exported)
+    rm -rf /tmp/ck
+    short="python3 -m dysink_cli.toy.train --profile toy-fine-flow-short --out /tmp/ck"
+    $short --from-weights dysink_cli/toy/weights/toy.safetensors --new-dit --stage dit --minutes 5.05 2>&1 \
+        | tee "$out/all/train.log" | tail -4
+    $short --stage text --minutes 1.55 2>&1 | tee -a "$out/all/train.log" | tail -3
+    $short --export --allow-incomplete --weights "$out/all/flow/toy-flow.safetensors"
+    $short --stage dmd --minutes 2.05 2>&1 | tee -a "$out/all/train.log" | tail -4
+    $short --export --allow-incomplete --weights "$out/all/toy-guided.safetensors"
+    ;;
 *)
-    echo "usage: bash bench/toy_fine_flow_device.sh flow|guided|plain" >&2
+    echo "usage: bash bench/toy_fine_flow_device.sh flow|guided|plain|all" >&2
     exit 2
     ;;
 esac
