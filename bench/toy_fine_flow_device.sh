@@ -43,15 +43,15 @@ plain)
     python3 bench/toy_decoder_trial.py --out "$out/plain/decoder/toy-decoder.safetensors" --minutes 3 \
         --batch 12 4 3 --lr 5e-5 --warmup 50 --device cuda 2>&1 | tee "$out/plain/decoder.log" | tail -3
     ;;
-all)  # one call, profile "toy-fine-flow-short": dit 4.5, text 1.25 (exported), guided dmd 2 (exported)
+all)  # one call, profile "toy-fine-flow-short": dit 3.5, text 1 (exported), guided dmd 1.5 (exported)
     rm -rf /tmp/ck
     short="python3 -m dysink_cli.toy.train --profile toy-fine-flow-short --out /tmp/ck"
-    $short --from-weights dysink_cli/toy/weights/toy.safetensors --new-dit --stage dit --minutes 4.55 2>&1 \
+    $short --from-weights dysink_cli/toy/weights/toy.safetensors --new-dit --stage dit --minutes 3.55 2>&1 \
         | tee "$out/all/train.log" | tail -4
-    $short --stage text --minutes 1.3 2>&1 | tee -a "$out/all/train.log" | tail -3
+    $short --stage text --minutes 1.05 2>&1 | tee -a "$out/all/train.log" | tail -3
     $short --export --allow-incomplete --weights "$out/all/flow/toy-flow.safetensors"
     rm -rf /tmp/ck_flow && cp -r /tmp/ck /tmp/ck_flow  # "plain" may follow on this machine
-    $short --stage dmd --minutes 2.05 2>&1 | tee -a "$out/all/train.log" | tail -4
+    $short --stage dmd --minutes 1.55 2>&1 | tee -a "$out/all/train.log" | tail -4
     $short --export --allow-incomplete --weights "$out/all/toy-guided.safetensors"
     ;;
 *)

@@ -181,10 +181,12 @@ PROFILES["toy-fine-flow"] = replace(
     dit_degrade=HALF_SOFT, dmd_degrade=SOFT_CONTEXT, dmd_guidance=FLOW_GUIDANCE,
 )  # fmt: skip
 PROFILES["toy-fine-flow-plain"] = replace(PROFILES["toy-fine-flow"], dmd_guidance=0.0)
-# the same in one device call of < 10 minutes (dit 4.5, text 1.25, dmd 2), for a session short of device time
+# the same in one short device call (dit 3.5, text 1, dmd 1.5): the recipe's trial at GPU scale
 PROFILES["toy-fine-flow-short"] = replace(
     PROFILES["toy-fine-flow"],
-    budgets={**PROFILES["toy-fine-flow"].budgets, "dit": (4.5, 0), "text": (1.25, TEXT_STEPS)},
+    budgets={
+        **PROFILES["toy-fine-flow"].budgets, "dit": (3.5, 0), "text": (1.0, TEXT_STEPS), "dmd": (1.5, 0)
+    },
 )  # fmt: skip
 PROFILES["cpu-degrade"] = fine_tune("cpu", "degrade", 4 * DEGRADE_MINUTES)
 PROFILES["cpu-degrade-dmd"] = replace(PROFILES["cpu-degrade"], dmd_degrade=SOFT_CONTEXT)
