@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.toy_motion_probe import OPPOSITE  # noqa: E402
 from dysink_cli.engine.sampler import flow_to_x0, renoise  # noqa: E402
 from dysink_cli.engine.schedule import NUM_TRAIN_TIMESTEPS  # noqa: E402
 from dysink_cli.model.rope import wan_frequencies  # noqa: E402
@@ -37,7 +38,6 @@ from dysink_cli.toy.evaluate import REQUIRED  # noqa: E402
 from dysink_cli.toy.models import WEIGHTS_PATH, load_toy_networks  # noqa: E402
 from dysink_cli.toy.train_dit import SHIFT, Schedule  # noqa: E402
 
-OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 SPEED = 2.0
 VAE_STRIDE_PX = 8  # the toy VAE's spatial downsampling
 
